@@ -1,0 +1,373 @@
+-- Shared spec support for ghl.
+--
+-- Loaded by busted before the spec files (see .busted), and required by them
+-- as `local h = require("helpers")`; both give the same table, so one test
+-- server serves the whole run.
+--
+-- The server (spec/support/server.py) starts on first use of h.http_url,
+-- h.https_url, h.other_url, h.cainfo or h.start(), with a throw-away CA and
+-- a certificate for 127.0.0.1 / localhost made by the openssl CLI, and stops
+-- when busted exits (or when this table is collected, or when the Lua process
+-- goes away: the server watches its parent).
+
+if type(package.loaded["helpers"]) == "table" then
+  return package.loaded["helpers"]
+end
+
+local cjson = require("cjson").new()
+local system = require("system")
+
+local M = {}
+package.loaded["helpers"] = M
+
+-- An obviously fake token; the specs pass it as opts.token and check that it
+-- never comes back in errmsg or info.
+M.TOKEN = "pit-test-token-DO-NOT-LEAK-7f3a"
+
+M.PYTHON = "/usr/bin/python3"
+M.HAS_INTEGERS = math.type ~= nil
+M.IS_54 = _VERSION == "Lua 5.4"
+M.json = cjson
+
+local state = {}
+
+local function script_dir()
+  local src = debug.getinfo(1, "S").source
+  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "spec"
+  if dir:sub(1, 1) ~= "/" then
+    dir = (os.getenv("PWD") or ".") .. "/" .. dir
+  end
+  return dir
+end
+
+M.SPEC_DIR = script_dir()
+M.FIXTURES = M.SPEC_DIR .. "/support/fixtures"
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+M.read_file = read_file
+
+local function capture(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("*a")
+  p:close()
+  return (out:gsub("%s+$", ""))
+end
+
+M.now = system.gettime
+M.sleep = system.sleep
+
+local function make_certs(dir)
+  local ext = io.open(dir .. "/server.ext", "w")
+  ext:write("subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            "basicConstraints=CA:FALSE\n",
+            "keyUsage=critical,digitalSignature,keyEncipherment\n",
+            "extendedKeyUsage=serverAuth\n")
+  ext:close()
+  local d = q(dir)
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local log = " >>" .. d .. "/openssl.out 2>&1"
+  local ok = run("openssl req -x509 " .. ec .. " -keyout " .. d .. "/ca.key -out " .. d
+                 .. "/ca.pem -days 2 -subj '/CN=ghl spec throw-away CA'"
+                 .. " -addext basicConstraints=critical,CA:TRUE"
+                 .. " -addext keyUsage=critical,keyCertSign,cRLSign" .. log)
+    and run("openssl req -new " .. ec .. " -keyout " .. d .. "/server.key -out " .. d
+            .. "/server.csr -subj /CN=127.0.0.1" .. log)
+    and run("openssl x509 -req -in " .. d .. "/server.csr -CA " .. d .. "/ca.pem -CAkey "
+            .. d .. "/ca.key -set_serial 0x" .. string.format("%x", os.time())
+            .. " -days 2 -out " .. d .. "/server.pem -extfile " .. d .. "/server.ext" .. log)
+  if not ok then
+    error("openssl failed:\n" .. (read_file(dir .. "/openssl.out") or ""), 0)
+  end
+end
+
+local TEMP_FILES = {
+  "ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "server.ext",
+  "openssl.out", "server.out", "ready.json", "ready.json.tmp", "requests.jsonl",
+}
+
+-- Start the server (once per run). Returns the state table.
+function M.start()
+  if state.pid then return state end
+  if state.failed then error(state.failed, 0) end
+  local ok, err = pcall(function()
+    local dir = capture('mktemp -d "${TMPDIR:-/tmp}/ghl-spec.XXXXXX"')
+    assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
+    state.dir = dir
+    make_certs(dir)
+    state.cainfo = dir .. "/ca.pem"
+    state.log = dir .. "/requests.jsonl"
+    local ready = dir .. "/ready.json"
+    local parent = capture("echo $PPID")
+    local max_seconds = tonumber(os.getenv("GHL_SPEC_SERVER_SECONDS") or "") or 600
+    local cmd = M.PYTHON .. " " .. q(M.SPEC_DIR .. "/support/server.py")
+      .. " --cert " .. q(dir .. "/server.pem") .. " --key " .. q(dir .. "/server.key")
+      .. " --log " .. q(state.log) .. " --ready-file " .. q(ready)
+      .. " --max-seconds " .. tostring(max_seconds)
+      .. (parent:match("^%d+$") and (" --parent-pid " .. parent) or "")
+      .. " >" .. q(dir .. "/server.out") .. " 2>&1 </dev/null &"
+    assert(run(cmd), "could not launch the test server")
+    local deadline = system.monotime() + 10
+    local info
+    while system.monotime() < deadline do
+      local s = read_file(ready)
+      if s then
+        info = cjson.decode(s)
+        break
+      end
+      system.sleep(0.05)
+    end
+    if not info then
+      error("test server not ready after 10 s:\n" .. (read_file(dir .. "/server.out") or ""), 0)
+    end
+    local function int(v) return string.format("%d", assert(tonumber(v))) end
+    state.pid = int(info.pid)
+    state.http_port, state.https_port, state.other_port = int(info.http), int(info.https), int(info.other)
+    state.http_url = "http://127.0.0.1:" .. state.http_port
+    state.https_url = "https://127.0.0.1:" .. state.https_port
+    state.https_localhost_url = "https://localhost:" .. state.https_port
+    state.other_url = "http://127.0.0.1:" .. state.other_port
+  end)
+  if not ok then
+    state.failed = tostring(err)
+    M.stop()
+    error(err, 0)
+  end
+  return state
+end
+
+-- Kill the server by its own pid and remove the temp files. Idempotent.
+function M.stop()
+  if state.pid then
+    run("kill " .. state.pid .. " 2>/dev/null")
+    state.pid = nil
+  end
+  if state.dir and not os.getenv("GHL_SPEC_KEEP") then
+    for _, name in ipairs(TEMP_FILES) do
+      os.remove(state.dir .. "/" .. name)
+    end
+    os.remove(state.dir)
+    state.dir = nil
+  end
+end
+
+-- Lazily started fields.
+local LAZY = {
+  http_url = true, https_url = true, https_localhost_url = true, other_url = true,
+  cainfo = true, http_port = true, https_port = true, other_port = true,
+  pid = true, log = true,
+}
+setmetatable(M, {
+  __index = function(_, key)
+    if LAZY[key] then
+      return M.start()[key]
+    end
+  end,
+})
+
+-- Stop the server when busted is done, and as a fallback when collected.
+do
+  local ok, busted = pcall(require, "busted")
+  if ok and type(busted) == "table" and type(busted.subscribe) == "function" then
+    pcall(busted.subscribe, { "exit" }, function()
+      M.stop()
+      return nil, true
+    end)
+  end
+  local sentinel
+  if newproxy then -- luacheck: ignore
+    sentinel = newproxy(true) -- luacheck: ignore
+    getmetatable(sentinel).__gc = function() M.stop() end
+  else
+    sentinel = setmetatable({}, { __gc = function() M.stop() end })
+  end
+  state.sentinel = sentinel
+end
+
+---------------------------------------------------------------------------
+-- The server's log
+
+local function log_lines()
+  M.start()
+  local s = read_file(state.log) or ""
+  local out = {}
+  for line in s:gmatch("([^\n]*)\n") do
+    if line ~= "" then out[#out + 1] = cjson.decode(line) end
+  end
+  return out
+end
+
+-- Every request the server saw, in order.
+function M.requests()
+  local out = {}
+  for _, r in ipairs(log_lines()) do
+    if r.event == nil then out[#out + 1] = r end
+  end
+  return out
+end
+
+-- Requests for one full message id (nonce included), in order.
+function M.requests_for(id, listener)
+  local out = {}
+  for _, r in ipairs(M.requests()) do
+    if r.id == id and (listener == nil or r.listener == listener) then out[#out + 1] = r end
+  end
+  return out
+end
+
+-- Non-request events (client_gone, body_complete, tls_failed), optionally for one id.
+function M.events(id)
+  local out = {}
+  for _, r in ipairs(log_lines()) do
+    if r.event ~= nil and (id == nil or r.id == id) then out[#out + 1] = r end
+  end
+  return out
+end
+
+-- Poll fn() until it returns a truthy value or `seconds` pass; returns that value.
+function M.wait_for(fn, seconds)
+  local deadline = system.monotime() + (seconds or 5)
+  repeat
+    local v = fn()
+    if v then return v end
+    system.sleep(0.02)
+  until system.monotime() >= deadline
+  return fn()
+end
+
+local counter = 0
+local run_tag = string.format("%x", os.time() % 0x100000)
+
+-- A message id for `scenario` no other test uses (so attempt counters start at 0).
+function M.fresh_id(scenario)
+  counter = counter + 1
+  return scenario .. "--r" .. run_tag .. "n" .. counter
+end
+
+-- Options for the test server over plain HTTP, merged with `extra`.
+function M.opts(extra)
+  local o = { token = M.TOKEN, base_url = M.http_url }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+-- Options for the test server over HTTPS with the run's CA, merged with `extra`.
+function M.tls_opts(extra)
+  local o = { token = M.TOKEN, base_url = M.https_url, cainfo = M.cainfo }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+---------------------------------------------------------------------------
+-- Fixtures and expectations
+
+function M.fixture(name)
+  local s = read_file(M.FIXTURES .. "/" .. name)
+  if not s then error("no fixture " .. name, 2) end
+  return s
+end
+
+function M.fixture_json(name)
+  return cjson.decode(M.fixture(name))
+end
+
+local function copy_without_nulls(v, null_value)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do
+    if x == cjson.null then
+      -- cjson gives object keys as strings, array indexes as numbers
+      if type(k) == "number" then out[k] = null_value end
+    else
+      out[k] = copy_without_nulls(x, null_value)
+    end
+  end
+  return out
+end
+
+-- What the contract says get_message / decode_message return for a fixture:
+-- unwrapped, null members dropped, null array elements as ghl.null, `type`
+-- named by the TYPE_ rule unless convert_enums is false.
+function M.expected_message(ghl, name, convert_enums)
+  local doc = M.fixture_json(name)
+  local msg = doc
+  if type(doc.message) == "table" then msg = doc.message end
+  msg = copy_without_nulls(msg, ghl.null)
+  if convert_enums ~= false then
+    local mt = msg.messageType
+    if type(mt) == "string" and mt:sub(1, 5) == "TYPE_" then
+      msg.type = mt
+    elseif type(msg.type) == "number" and ghl.MESSAGE_TYPES[msg.type] ~= nil then
+      msg.type = ghl.MESSAGE_TYPES[msg.type]
+    end
+  end
+  return msg
+end
+
+function M.trace_id(name)
+  return M.fixture_json(name).traceId
+end
+
+---------------------------------------------------------------------------
+-- Assertions
+
+function M.is_integer(v)
+  if type(v) ~= "number" then return false end
+  if math.type then return math.type(v) == "integer" end
+  return v % 1 == 0
+end
+
+function M.is_float(v)
+  if type(v) ~= "number" then return false end
+  if math.type then return math.type(v) == "float" end
+  return true
+end
+
+-- Fails (without showing the token) if the token appears anywhere in value:
+-- strings, table keys and values, recursively, metatables' __index tables included.
+function M.assert_no_token(value, token, what)
+  token = token or M.TOKEN
+  local luassert = require("luassert")
+  local seen = {}
+  local function walk(v, path)
+    local t = type(v)
+    if t == "string" then
+      if v:find(token, 1, true) then
+        luassert(false, "the token appears in " .. (what or "value") .. path)
+      end
+      -- also the bare secret part, in case a prefix got cut
+      local tail = token:sub(-12)
+      if #tail >= 8 and v:find(tail, 1, true) then
+        luassert(false, "part of the token appears in " .. (what or "value") .. path)
+      end
+    elseif t == "table" and not seen[v] then
+      seen[v] = true
+      for k, x in pairs(v) do
+        walk(k, path .. "[a key]")
+        walk(x, path .. "." .. tostring(k))
+      end
+      local mt = getmetatable(v)
+      if type(mt) == "table" and type(mt.__index) == "table" then
+        walk(mt.__index, path .. ".<__index>")
+      end
+    end
+  end
+  walk(value, "")
+end
+
+return M
