@@ -1,0 +1,47 @@
+# ghl: build, test, demo. `make help` lists the targets.
+
+RUNTIMES   ?= lua5.1 lua5.2 lua5.3 lua5.4 luajit
+RUNTIME    ?= lua5.4
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+GHL_CFLAGS  = -std=c99 -fPIC -Wall -Wextra -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
+LDLIBS      = -lcurl -pthread
+SOURCES     = $(wildcard src/*.c)
+HEADERS     = $(wildcard src/*.h)
+
+# LuaJIT hosts (OpenResty, Neovim) load modules built against the Lua 5.1 headers.
+lua_include = /usr/include/$(if $(filter luajit,$(1)),lua5.1,$(1))
+
+.PHONY: all help deps build test test-one demo clean
+
+all: build
+
+help:
+	@echo "make build               build build/<runtime>/ghl.so for: $(RUNTIMES)"
+	@echo "make test                install what is missing, build, run the spec on every runtime"
+	@echo "make test-one RUNTIME=x  run the spec on one runtime (lua5.1 ... lua5.4, luajit)"
+	@echo "make demo                fetch a message from the local test server and print it"
+	@echo "make clean               remove build/"
+
+deps:
+	@scripts/install-deps
+
+build: $(foreach r,$(RUNTIMES),build/$(r)/ghl.so)
+
+build/%/ghl.so: $(SOURCES) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(GHL_CFLAGS) -I$(call lua_include,$*) -shared -o $@ $(SOURCES) $(LDLIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@scripts/run-spec $(RUNTIMES)
+
+test-one: build/$(RUNTIME)/ghl.so
+	@scripts/run-spec $(RUNTIME)
+
+demo: deps
+	@$(MAKE) --no-print-directory build/lua5.4/ghl.so
+	@scripts/demo
+
+clean:
+	rm -rf build spec/tmp

@@ -1,0 +1,22 @@
+/* A growable byte buffer. Plain C, no Lua: used from libcurl callbacks. */
+#ifndef GHL_BUFFER_H
+#define GHL_BUFFER_H
+
+#include <stddef.h>
+
+typedef struct ghl_buffer {
+    char *data;
+    size_t len;
+    size_t cap;
+} ghl_buffer;
+
+/* Appends n bytes; returns 0 on success, -1 when memory runs out (the buffer
+ * is left as it was). data stays NUL-terminated after every append. */
+int ghl_buffer_append(ghl_buffer *b, const char *bytes, size_t n);
+
+/* Empties the buffer for reuse, giving back memory above keep bytes. */
+void ghl_buffer_reset(ghl_buffer *b, size_t keep);
+
+void ghl_buffer_free(ghl_buffer *b);
+
+#endif

@@ -1,0 +1,38 @@
+/* The differences between Lua 5.1 (and LuaJIT built against the 5.1 headers),
+ * 5.2, 5.3 and 5.4 that ghl touches, kept in one place. */
+#ifndef GHL_COMPAT_H
+#define GHL_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM == 501 && !defined(LUAJIT_VERSION)
+/* PUC 5.1 lacks these; LuaJIT 2.1 has them, but its hosts load modules built
+ * against the plain 5.1 headers, where they are not declared either. */
+static inline void ghl_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+    luaL_checkstack(L, nup + 1, "too many upvalues");
+    for (; l->name != NULL; l++) {
+        int i;
+        for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+#define luaL_setfuncs ghl_compat_setfuncs
+
+#define luaL_setmetatable(L, name) (luaL_getmetatable(L, (name)), lua_setmetatable(L, -2))
+#endif
+
+#if LUA_VERSION_NUM == 501
+#define lua_rawlen lua_objlen
+#endif
+
+/* Integers exist from 5.3 on; before that every number is a double. */
+#if LUA_VERSION_NUM >= 503
+#define GHL_HAS_INTEGERS 1
+#else
+#define GHL_HAS_INTEGERS 0
+#endif
+
+#endif

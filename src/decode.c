@@ -1,0 +1,406 @@
+#include "decode.h"
+
+#include <math.h>
+#include <string.h>
+
+#define REG_JSON_DECODE "ghl.json_decode"
+#define REG_MESSAGE_TYPES "ghl.MESSAGE_TYPES"
+#define MAX_INFO_BODY (64 * 1024)
+#define MAX_API_MESSAGE 300
+
+/* The spec's messageType list, read in order from 1. */
+static const char *const message_types[] = {
+    "TYPE_CALL", "TYPE_SMS", "TYPE_EMAIL", "TYPE_SMS_REVIEW_REQUEST", "TYPE_WEBCHAT",
+    "TYPE_SMS_NO_SHOW_REQUEST", "TYPE_CAMPAIGN_SMS", "TYPE_CAMPAIGN_CALL",
+    "TYPE_CAMPAIGN_EMAIL", "TYPE_CAMPAIGN_VOICEMAIL", "TYPE_FACEBOOK",
+    "TYPE_CAMPAIGN_FACEBOOK", "TYPE_CAMPAIGN_MANUAL_CALL", "TYPE_CAMPAIGN_MANUAL_SMS",
+    "TYPE_GMB", "TYPE_CAMPAIGN_GMB", "TYPE_REVIEW", "TYPE_INSTAGRAM", "TYPE_WHATSAPP",
+    "TYPE_CUSTOM_SMS", "TYPE_CUSTOM_EMAIL", "TYPE_CUSTOM_PROVIDER_SMS",
+    "TYPE_CUSTOM_PROVIDER_EMAIL", "TYPE_IVR_CALL", "TYPE_ACTIVITY_CONTACT",
+    "TYPE_ACTIVITY_INVOICE", "TYPE_ACTIVITY_PAYMENT", "TYPE_ACTIVITY_OPPORTUNITY",
+    "TYPE_LIVE_CHAT", "TYPE_LIVE_CHAT_INFO_MESSAGE", "TYPE_ACTIVITY_APPOINTMENT",
+    "TYPE_FACEBOOK_COMMENT", "TYPE_INSTAGRAM_COMMENT", "TYPE_CUSTOM_CALL",
+};
+
+void ghl_decode_open(lua_State *L) {
+    int i, n = (int)(sizeof message_types / sizeof message_types[0]);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pop(L, 1);
+        luaL_error(L, "ghl: lua-cjson is required but could not be loaded");
+    }
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1); /* our own instance: settings apart from the caller's */
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    lua_pushboolean(L, 0); /* strict JSON: no NaN, Infinity or hex */
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "decode");
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
+    lua_pop(L, 2);
+
+    lua_createtable(L, n, n);
+    for (i = 0; i < n; i++) {
+        lua_pushstring(L, message_types[i]);
+        lua_rawseti(L, -2, i + 1);
+        lua_pushinteger(L, i + 1);
+        lua_setfield(L, -2, message_types[i]);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_MESSAGE_TYPES);
+}
+
+int ghl_utf8_valid(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t need, k;
+        unsigned cp, min;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; min = 0x80; }
+        else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; min = 0x800; }
+        else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; min = 0x10000; }
+        else return 0;
+        if (n - i <= need) return 0;
+        for (k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* Decodes body with lua-cjson. Pushes the value and returns NULL, or pushes
+ * nothing and returns why it failed (a static string or one on the stack
+ * below, valid until the caller pops). */
+static const char *json_decode(lua_State *L, const char *body, size_t len) {
+    if (len == 0) return "the body is empty";
+    if (!ghl_utf8_valid(body, len)) return "the body is not valid UTF-8";
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
+    lua_pushlstring(L, body, len);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pop(L, 1);
+        return "the body is not valid JSON";
+    }
+    return NULL;
+}
+
+/* Makes a decoded value follow the contract: null object members are
+ * removed, null array elements stay as ghl.null (cjson's null is the same
+ * value), integral numbers become integers on 5.3+. Returns 0, or -1 when a
+ * number is beyond the range of a double. */
+static int normalize(lua_State *L, int t) {
+    luaL_checkstack(L, 4, "ghl: nesting too deep");
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        int vt = lua_type(L, -1);
+        if (vt == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                lua_pushvalue(L, -2);
+                lua_pushnil(L);
+                lua_rawset(L, t); /* clearing a field during traversal is allowed */
+            }
+        } else if (vt == LUA_TNUMBER) {
+            double d = lua_tonumber(L, -1);
+            if (isinf(d) || isnan(d)) {
+                lua_pop(L, 2);
+                return -1;
+            }
+#if GHL_HAS_INTEGERS
+            if (!lua_isinteger(L, -1) && d == floor(d) && fabs(d) <= 9007199254740991.0) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)d);
+                lua_rawset(L, t);
+            }
+#endif
+        } else if (vt == LUA_TTABLE) {
+            if (normalize(L, lua_gettop(L)) != 0) {
+                lua_pop(L, 2);
+                return -1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* The `type` rule: the message's own TYPE_* messageType, else the name
+ * MESSAGE_TYPES gives the number, else the number stays. */
+static void convert_type(lua_State *L, int m) {
+    lua_getfield(L, m, "type");
+    if (lua_type(L, -1) != LUA_TNUMBER) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, m, "messageType");
+    if (lua_type(L, -1) == LUA_TSTRING && strncmp(lua_tostring(L, -1), "TYPE_", 5) == 0) {
+        lua_setfield(L, m, "type");
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_MESSAGE_TYPES);
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, m, "type");
+    else lua_pop(L, 1);
+    lua_pop(L, 2);
+}
+
+static const char *reason_phrase(long status) {
+    switch (status) {
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 520: return "Web Server Returned an Unknown Error";
+    case 521: return "Web Server Is Down";
+    case 522: return "Connection Timed Out";
+    case 523: return "Origin Is Unreachable";
+    case 524: return "A Timeout Occurred";
+    default: return NULL;
+    }
+}
+
+static const char *curl_kind(CURLcode code) {
+    switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+        return "tls";
+    case CURLE_BAD_CONTENT_ENCODING:
+        return "decode";
+    default:
+        return "network";
+    }
+}
+
+/* Pushes s as one line: control characters become spaces, long text is cut. */
+static void push_one_line(lua_State *L, const char *s, size_t n) {
+    luaL_Buffer b;
+    size_t i, keep = n > MAX_API_MESSAGE ? MAX_API_MESSAGE : n;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        luaL_addchar(&b, (c < 0x20 || c == 0x7f) ? ' ' : (char)c);
+    }
+    if (keep < n) luaL_addstring(&b, "...");
+    luaL_pushresult(&b);
+}
+
+/* The API's own text from a decoded error body at index t: `message` as a
+ * string, or an array of strings joined with "; ". Pushes it or nothing. */
+static int push_api_message(lua_State *L, int t) {
+    int pushed = 0;
+    lua_getfield(L, t, "message");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        pushed = 1;
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+        luaL_Buffer b;
+        int i, n = (int)lua_rawlen(L, -1), parts = 0, arr = lua_gettop(L);
+        luaL_buffinit(L, &b);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, arr, i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pop(L, 1); /* the buffer owns the stack top while it is open */
+            if (parts++ > 0) luaL_addlstring(&b, "; ", 2);
+            lua_rawgeti(L, arr, i);
+            luaL_addvalue(&b);
+        }
+        luaL_pushresult(&b);
+        lua_remove(L, arr);
+        if (parts > 0) return 1;
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!pushed) lua_pop(L, 1);
+    return pushed;
+}
+
+static void set_trace_id(lua_State *L, int body, int info) {
+    lua_getfield(L, body, "traceId");
+    if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, info, "trace_id");
+    else lua_pop(L, 1);
+}
+
+/* Finishes a failure: errmsg is on top; leaves nil, errmsg, info. */
+static void fail(lua_State *L, const ghl_outcome *o, int info, const char *kind) {
+    if (o->path != NULL) {
+        lua_pushfstring(L, " (GET %s)", o->path);
+        lua_concat(L, 2);
+    }
+    lua_pushstring(L, kind);
+    lua_setfield(L, info, "kind");
+    if (o->body_len > 0) {
+        lua_pushlstring(L, o->body, o->body_len > MAX_INFO_BODY ? MAX_INFO_BODY : o->body_len);
+        lua_setfield(L, info, "body");
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushvalue(L, info);
+    lua_remove(L, info);
+}
+
+void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl) {
+    static const struct { unsigned bit; const char *name; } fields[] = {
+        {GHL_RL_MAX, "max"},
+        {GHL_RL_REMAINING, "remaining"},
+        {GHL_RL_INTERVAL, "interval_ms"},
+        {GHL_RL_DAILY_LIMIT, "daily_limit"},
+        {GHL_RL_DAILY_REMAINING, "daily_remaining"},
+    };
+    const long values[] = {rl->max, rl->remaining, rl->interval_ms, rl->daily_limit,
+                           rl->daily_remaining};
+    size_t i;
+    if (rl->present == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 5);
+    for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (!(rl->present & fields[i].bit)) continue;
+        lua_pushinteger(L, (lua_Integer)values[i]);
+        lua_setfield(L, -2, fields[i].name);
+    }
+}
+
+void ghl_push_outcome(lua_State *L, const ghl_outcome *o) {
+    int info, body;
+    const char *why;
+
+    luaL_checkstack(L, 10, "ghl");
+    lua_createtable(L, 0, 8);
+    info = lua_gettop(L);
+    if (o->status > 0) {
+        lua_pushinteger(L, (lua_Integer)o->status);
+        lua_setfield(L, info, "status");
+    }
+    if (o->attempts > 0) {
+        lua_pushinteger(L, o->attempts);
+        lua_setfield(L, info, "attempts");
+    }
+    if (o->retry_after >= 0) {
+        lua_pushnumber(L, o->retry_after);
+        lua_setfield(L, info, "retry_after");
+    }
+    if (o->ratelimit != NULL && o->ratelimit->present) {
+        ghl_push_ratelimit(L, o->ratelimit);
+        lua_setfield(L, info, "rate_limit");
+    }
+
+    if (o->too_large) {
+        lua_pushfstring(L, "ghl: response too large: more than %f bytes (max_body_size)",
+                        (lua_Number)o->max_body);
+        fail(L, o, info, "too_large");
+        return;
+    }
+    if (o->code != CURLE_OK) {
+        const char *kind = curl_kind(o->code);
+        const char *label = strcmp(kind, "timeout") == 0 ? "timeout"
+                            : strcmp(kind, "tls") == 0  ? "TLS error"
+                            : strcmp(kind, "decode") == 0 ? "cannot decode the response"
+                                                          : "network error";
+        lua_pushfstring(L, "ghl: %s: %s", label,
+                        o->curl_error && o->curl_error[0] ? o->curl_error : curl_easy_strerror(o->code));
+        if (strcmp(kind, "decode") != 0) {
+            lua_pushinteger(L, (lua_Integer)o->code);
+            lua_setfield(L, info, "curl_code");
+        }
+        fail(L, o, info, kind);
+        return;
+    }
+
+    why = json_decode(L, o->body, o->body_len);
+    body = why == NULL && lua_type(L, -1) == LUA_TTABLE ? lua_gettop(L) : 0;
+    if (why == NULL && body == 0) {
+        lua_pop(L, 1);
+        why = "the body is not a JSON object";
+    }
+    if (body) set_trace_id(L, body, info);
+
+    if (o->status < 200 || o->status > 299) {
+        const char *reason = reason_phrase(o->status);
+        lua_pushfstring(L, "ghl: HTTP %d", (int)o->status);
+        if (reason != NULL) {
+            lua_pushfstring(L, " %s", reason);
+            lua_concat(L, 2);
+        }
+        if (body && push_api_message(L, body)) {
+            size_t n;
+            const char *text = lua_tolstring(L, -1, &n);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, info, "message");
+            lua_pushliteral(L, ": ");
+            push_one_line(L, text, n);
+            lua_remove(L, -3);
+            lua_concat(L, 3);
+        }
+        if (body) lua_remove(L, body);
+        fail(L, o, info, "http");
+        return;
+    }
+
+    if (why == NULL) {
+        int m;
+        lua_getfield(L, body, "message");
+        if (lua_type(L, -1) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_getfield(L, body, "id");
+            if (lua_isnil(L, -1)) why = "no message in the body";
+            lua_pop(L, 1);
+            lua_pushvalue(L, body); /* the top-level form */
+        }
+        m = lua_gettop(L);
+        if (why == NULL && normalize(L, m) != 0) why = "a number is out of range";
+        if (why == NULL) {
+            if (o->convert_enums) convert_type(L, m);
+            lua_remove(L, body);
+            lua_pushnil(L);
+            lua_pushvalue(L, info);
+            lua_remove(L, info);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    if (body) lua_remove(L, body);
+    lua_pushfstring(L, "ghl: cannot decode the response: %s", why);
+    fail(L, o, info, "decode");
+}

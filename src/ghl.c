@@ -1,0 +1,63 @@
+/* ghl: HighLevel's Conversations API for Lua. The module entry point. */
+#include <pthread.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "client.h"
+#include "compat.h"
+#include "decode.h"
+#include "options.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+/* libcurl's global init, once per process, whichever thread gets here first. */
+static void init_curl(void) {
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ghl.decode_message(body [, status]) */
+static int ghl_decode_message(lua_State *L) {
+    ghl_outcome o;
+    size_t len;
+    const char *body = luaL_checklstring(L, 1, &len);
+    lua_Number status = luaL_optnumber(L, 2, 200);
+    if (status < 100 || status > 999 || status != (lua_Number)(long)status)
+        luaL_error(L, "ghl: bad argument 'status' (an HTTP status from 100 to 999 expected)");
+    memset(&o, 0, sizeof o);
+    o.code = CURLE_OK;
+    o.status = (long)status;
+    o.body = body;
+    o.body_len = len;
+    o.retry_after = -1;
+    o.convert_enums = 1;
+    ghl_push_outcome(L, &o);
+    return 3;
+}
+
+EXPORT int luaopen_ghl(lua_State *L) {
+    static const luaL_Reg functions[] = {
+        {"decode_message", ghl_decode_message},
+        {NULL, NULL},
+    };
+    pthread_once(&curl_once, init_curl);
+    if (curl_init_result != CURLE_OK) luaL_error(L, "ghl: libcurl could not be initialised");
+
+    lua_newtable(L);
+    luaL_setfuncs(L, functions, 0);
+    ghl_client_open(L);
+    lua_pushliteral(L, GHL_VERSION);
+    lua_setfield(L, -2, "VERSION");
+    lua_pushliteral(L, GHL_API_VERSION);
+    lua_setfield(L, -2, "API_VERSION");
+    lua_pushliteral(L, GHL_BASE_URL);
+    lua_setfield(L, -2, "BASE_URL");
+    lua_pushlightuserdata(L, NULL); /* the same value as cjson.null and ngx.null */
+    lua_setfield(L, -2, "null");
+    ghl_decode_open(L);
+    lua_setfield(L, -2, "MESSAGE_TYPES");
+    return 1;
+}

@@ -1,0 +1,74 @@
+#include "retry.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+static int command_timed_out(const ghl_transfer *t) {
+    static const char needle[] = "Command timed out";
+    size_t n = sizeof needle - 1, i;
+    if (t->body.data == NULL || t->body.len < n) return 0;
+    for (i = 0; i + n <= t->body.len; i++)
+        if (memcmp(t->body.data + i, needle, n) == 0) return 1;
+    return 0;
+}
+
+int ghl_retry_wanted(CURLcode code, const ghl_transfer *t) {
+    switch (code) {
+    case CURLE_OK:
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return 1;
+    default:
+        return 0;
+    }
+    switch (t->status) {
+    case 429: case 500: case 502: case 503: case 504: case 524:
+        return 1;
+    case 401:
+        return command_timed_out(t);
+    default:
+        return 0;
+    }
+}
+
+/* xorshift: good enough for jitter, and each client has its own state. */
+static double next_uniform(unsigned long *rng) {
+    unsigned long x = *rng ? *rng : 0x9e3779b9UL;
+    x ^= (x << 13) & 0xffffffffUL;
+    x ^= x >> 17;
+    x ^= (x << 5) & 0xffffffffUL;
+    *rng = x & 0xffffffffUL;
+    return (double)*rng / 4294967296.0;
+}
+
+double ghl_retry_delay(const ghl_transfer *t, int n, double max_delay, unsigned long *rng) {
+    double delay;
+    if (t->retry_after >= 0) {
+        delay = t->retry_after;
+    } else if (t->status == 429 && (t->ratelimit.present & GHL_RL_REMAINING) &&
+               t->ratelimit.remaining == 0 && (t->ratelimit.present & GHL_RL_INTERVAL)) {
+        delay = t->ratelimit.interval_ms / 1000.0;
+    } else {
+        double ceiling = 0.5;
+        int i;
+        for (i = 1; i < n && ceiling < max_delay; i++) ceiling *= 2;
+        delay = next_uniform(rng) * ceiling;
+    }
+    return delay < max_delay ? delay : max_delay;
+}
+
+void ghl_sleep(double seconds) {
+    struct timespec left;
+    if (seconds <= 0) return;
+    left.tv_sec = (time_t)seconds;
+    left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+}
