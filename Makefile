@@ -12,7 +12,7 @@ HEADERS     = $(wildcard src/*.h)
 # LuaJIT hosts (OpenResty, Neovim) load modules built against the Lua 5.1 headers.
 lua_include = /usr/include/$(if $(filter luajit,$(1)),lua5.1,$(1))
 
-.PHONY: all help deps build test test-one demo clean
+.PHONY: all help deps build test test-one demo clean rock rock-install check-rock
 
 all: build
 
@@ -21,6 +21,7 @@ help:
 	@echo "make test                install what is missing, build, run the spec on every runtime"
 	@echo "make test-one RUNTIME=x  run the spec on one runtime (lua5.1 ... lua5.4, luajit)"
 	@echo "make demo                fetch a message from the local test server and print it"
+	@echo "make check-rock          luarocks make the rockspec into a scratch tree and load it"
 	@echo "make clean               remove build/"
 
 deps:
@@ -42,6 +43,20 @@ test-one: build/$(RUNTIME)/ghl.so
 demo: deps
 	@$(MAKE) --no-print-directory build/lua5.4/ghl.so
 	@scripts/demo
+
+# luarocks' make backend (rockspec/): Lua headers and install paths come from luarocks.
+rock:
+	@mkdir -p build/rock
+	$(CC) $(CFLAGS) $(GHL_CFLAGS) -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR)) \
+	  -shared -o build/rock/ghl.so $(SOURCES) $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR)) $(LDLIBS)
+
+rock-install:
+	install -d $(INST_LIBDIR) $(INST_LUADIR)/ghl
+	install -m 755 build/rock/ghl.so $(INST_LIBDIR)/ghl.so
+	for f in src/ghl/*.lua; do [ ! -e "$$f" ] || install -m 644 "$$f" $(INST_LUADIR)/ghl/; done
+
+check-rock: deps
+	@scripts/check-rock
 
 clean:
 	rm -rf build spec/tmp
