@@ -324,6 +324,41 @@ function M.trace_id(name)
 end
 
 ---------------------------------------------------------------------------
+-- Running another interpreter (for what needs a different environment)
+
+-- The interpreter running this process (lua5.x or luajit).
+function M.lua_exe()
+  if not state.exe then
+    state.exe = capture("readlink /proc/$PPID/exe")
+  end
+  return state.exe
+end
+
+-- Run `code` in a fresh interpreter of the same kind with `env` (name -> value,
+-- false to unset) added to the environment; returns ok, stdout+stderr.
+function M.run_lua(code, env)
+  local prefix = "env"
+  for k, v in pairs(env or {}) do
+    if v == false then
+      prefix = prefix .. " -u " .. q(k)
+    else
+      prefix = prefix .. " " .. q(k .. "=" .. v)
+    end
+  end
+  local p = assert(io.popen(prefix .. " " .. q(M.lua_exe()) .. " -e " .. q(code) .. " 2>&1; echo \"rc=$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  out = out:gsub("rc=%d+%s*$", "")
+  return rc == 0, out
+end
+
+-- A Lua pattern matching s literally.
+function M.literal(s)
+  return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
+---------------------------------------------------------------------------
 -- Assertions
 
 function M.is_integer(v)
