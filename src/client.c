@@ -23,6 +23,7 @@ static char *copy_string(const char *s) {
 static void release(ghl_client *c) {
     if (c->closed) return;
     c->closed = 1;
+    ghl_batch_release(c);
     ghl_transfer_cleanup(&c->transfer);
     curl_slist_free_all(c->config.headers);
     free((char *)c->config.user_agent);
@@ -157,7 +158,7 @@ static int fetch(lua_State *L, ghl_client *c, const char *id, size_t idlen,
     return 3;
 }
 
-static void call_options(lua_State *L, ghl_client *c, int idx, ghl_options *o, int allowed) {
+void ghl_client_call_options(lua_State *L, ghl_client *c, int idx, ghl_options *o, int allowed) {
     ghl_options_defaults(o);
     o->timeout = c->timeout;
     o->connect_timeout = c->connect_timeout;
@@ -171,7 +172,7 @@ static int client_get_message(lua_State *L) {
     size_t idlen;
     const char *id = ghl_check_id(L, 2, &idlen);
     ghl_options call;
-    call_options(L, c, 3, &call, GHL_OPT_PER_CALL);
+    ghl_client_call_options(L, c, 3, &call, GHL_OPT_PER_CALL);
     return fetch(L, c, id, idlen, &call);
 }
 
@@ -296,6 +297,7 @@ static int ghl_get_message_request(lua_State *L) {
 void ghl_client_open(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"get_message", client_get_message},
+        {"get_messages", ghl_client_get_messages},
         {"rate_limit", client_rate_limit},
         {"close", client_close},
         {NULL, NULL},

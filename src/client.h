@@ -19,6 +19,10 @@ typedef struct ghl_client {
     int retries, convert_enums;
     unsigned long rng;
     ghl_ratelimit last_ratelimit;
+    /* for get_messages: a multi handle and its transfers, made on first use */
+    CURLM *multi;
+    ghl_transfer *pool;
+    int pool_size;
 } ghl_client;
 
 /* Pushes a new client made from checked options. */
@@ -34,6 +38,16 @@ const char *ghl_client_url(ghl_client *c, const char *id, size_t idlen);
 /* Turns a finished attempt into returns (three values). */
 void ghl_client_push_outcome(lua_State *L, ghl_client *c, ghl_transfer *t, CURLcode code,
                              int attempts, const char *path);
+
+/* Options for one call on the client: its own settings, overridden by the
+ * table at idx with the keys `allowed` admits. */
+void ghl_client_call_options(lua_State *L, ghl_client *c, int idx, ghl_options *o, int allowed);
+
+/* client:get_messages(ids [, opts]), in batch.c */
+int ghl_client_get_messages(lua_State *L);
+
+/* Frees the multi handle and its transfers (batch.c). */
+void ghl_batch_release(ghl_client *c);
 
 /* Registers the client metatable; the module table is on top. */
 void ghl_client_open(lua_State *L);

@@ -43,6 +43,7 @@ typedef struct ghl_transfer {
     int too_large;              /* body went past max_body: transfer aborted */
     int out_of_memory;
     char error[CURL_ERROR_SIZE];
+    void *item;                 /* what a multi handle runs it for; NULL: free */
 } ghl_transfer;
 
 /* Makes the easy handle and sets what never changes. Returns 0, or -1 when
