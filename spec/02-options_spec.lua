@@ -32,12 +32,15 @@ local function with(extra)
   return o
 end
 
+-- get_message sends Accept-Encoding (compressed bodies are accepted), so the
+-- request that describes it carries the header too.
 local function expected_request(url, extra_headers)
   local headers = {
     Authorization = "Bearer " .. TOKEN,
     Version = "2021-04-15",
     Accept = "application/json",
     ["User-Agent"] = "lua-ghl/" .. ghl.VERSION,
+    ["Accept-Encoding"] = "gzip, deflate",
   }
   for k, v in pairs(extra_headers or {}) do headers[k] = v end
   return { method = "GET", url = url, headers = headers }

@@ -108,8 +108,15 @@ describe("ghl.get_message", function()
       local r = h.requests_for(id)[1]
       assert.equal(req.method, r.method)
       assert.equal(req.url, h.http_url .. r.path)
+      local described = {}
       for name, value in pairs(req.headers) do
+        described[name:lower()] = true
         assert.equal(value, r.headers[name:lower()], "header " .. name)
+      end
+      for name in pairs(r.headers) do
+        if name ~= "host" then
+          assert.is_true(described[name], "header sent but not described: " .. name)
+        end
       end
       assert.equal("2021-07-28", r.headers.version)
       assert.equal("spec-agent/2", r.headers["user-agent"])
