@@ -81,7 +81,9 @@ local NO_POOL_HINT = 'add "thread_pool ' .. M.THREAD_POOL
 
 function M.get_message(id, opts)
   -- Misuse raises here, in the caller's handler, before anything is sent.
-  ghl.get_message_request(id, opts)
+  -- (The C module's message, unchanged: no position prefix.)
+  local ok, why = pcall(ghl.get_message_request, id, opts)
+  if not ok then error(why, 0) end
   if opts ~= nil then opts = shallow_copy(opts) else opts = {} end
   local convert = opts.convert_enums ~= false
   opts.convert_enums = false
@@ -91,9 +93,9 @@ function M.get_message(id, opts)
     return nil, "ghl: ngx.run_worker_thread is not available (lua-nginx-module 0.10.21 or later"
       .. " built with threads is needed)", { kind = "host" }
   end
-  local ok, msg, err, info = run(M.THREAD_POOL, "ghl.resty", "worker_get_message", id, opts)
-  if not ok then
-    local why = tostring(msg)
+  local done, msg, err, info = run(M.THREAD_POOL, "ghl.resty", "worker_get_message", id, opts)
+  if not done then
+    why = tostring(msg)
     if why:find("thread pool", 1, true) or why:find("thread_pool", 1, true) then
       return nil, "ghl: no nginx thread pool named \"" .. M.THREAD_POOL .. "\" (" .. why
         .. "): " .. NO_POOL_HINT, { kind = "host" }

@@ -1,0 +1,64 @@
+-- Handlers for examples/openresty/nginx.conf.
+local cjson = require("cjson")
+local ghl = require("ghl")
+local ghl_resty = require("ghl.resty")
+
+local M = {}
+
+local function options()
+  -- token: GHL_TOKEN (read by ghl itself when opts.token is absent)
+  local base_url = os.getenv("GHL_BASE_URL")
+  return { base_url = base_url ~= "" and base_url or nil, timeout = 10, retries = 1 }
+end
+
+-- The HTTP status to answer with for a failed fetch.
+local function status_for(info)
+  if info.kind == "http" and (info.status == 404 or info.status == 422) then
+    return info.status
+  elseif info.kind == "timeout" then
+    return ngx.HTTP_GATEWAY_TIMEOUT
+  end
+  return ngx.HTTP_BAD_GATEWAY
+end
+
+local function send_json(status, value)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(value))
+end
+
+-- GET /messages/<id>. The fetch yields this request only: other requests go
+-- on being served while it is in flight.
+function M.message(id)
+  local msg, err, info = ghl_resty.get_message(id, options())
+  if not msg then
+    ngx.log(ngx.WARN, err)
+    return send_json(status_for(info), { error = err, kind = info.kind, trace_id = info.trace_id })
+  end
+  -- A null inside an array is ghl.null, the same value as ngx.null and
+  -- cjson.null, so cjson writes it back as null.
+  local attachments = msg.attachments or {}
+  local nulls = 0
+  for _, a in ipairs(attachments) do
+    if a == ngx.null then nulls = nulls + 1 end
+  end
+  ngx.header["X-Ghl-Null-Attachments"] = nulls
+  ngx.header["X-Ghl-Type"] = tostring(msg.type)
+  send_json(ngx.HTTP_OK, msg)
+end
+
+-- access_by_lua: let the request through only for an inbound message.
+function M.require_inbound(id)
+  local msg, err, info = ghl_resty.get_message(id, options())
+  if not msg then
+    ngx.log(ngx.WARN, err)
+    return ngx.exit(status_for(info))
+  end
+  if msg.direction ~= "inbound" then
+    return ngx.exit(ngx.HTTP_FORBIDDEN)
+  end
+end
+
+M.null = ghl.null
+
+return M
