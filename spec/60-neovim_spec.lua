@@ -1,0 +1,244 @@
+-- require("ghl.nvim") inside a real headless Neovim: results on the main
+-- loop, the loop free while a fetch is in flight, errors through the callback.
+--
+-- Neovim runs LuaJIT and loads build/luajit/ghl.so whatever runtime busted
+-- runs on, so this file runs once, under GHL_RUNTIME=luajit, and is pending
+-- on the others.
+
+local h = require("helpers")
+
+if os.getenv("GHL_RUNTIME") ~= "luajit" then
+  describe("ghl.nvim in Neovim", function()
+    pending("runs once, under GHL_RUNTIME=luajit (Neovim loads build/luajit/ghl.so)")
+  end)
+  return
+end
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function capture(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("*a")
+  p:close()
+  return (out:gsub("%s+$", ""))
+end
+
+local function write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function alive(pid)
+  local stat = h.read_file("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+local ROOT = h.SPEC_DIR:gsub("/spec$", "")
+
+-- The script Neovim runs. Every check prints "ok <name>"; any failure prints
+-- "FAIL ..." and exits with status 1; "ALL OK" and status 0 at the end.
+local SCRIPT = [==[
+local ROOT, BASE, TOKEN = os.getenv("GHL_SPEC_ROOT"), os.getenv("GHL_SPEC_BASE"), os.getenv("GHL_SPEC_TOKEN")
+package.path = ROOT .. "/src/?.lua;" .. package.path
+package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath
+
+local function out(s) io.stdout:write(s, "\n") io.stdout:flush() end
+
+local function fail(msg)
+  out("FAIL " .. tostring(msg))
+  vim.cmd("cquit 1")
+end
+
+local function check(cond, msg)
+  if not cond then error(msg, 2) end
+end
+
+local ghl = require("ghl")
+local gn = require("ghl.nvim")
+local opts = { token = TOKEN, base_url = BASE }
+local uv = vim.loop
+
+local n = 0
+local function fresh(scenario)
+  n = n + 1
+  return scenario .. "--nvim" .. os.time() .. "n" .. n
+end
+
+-- Calls get_message, waits (bounded) for the callback; returns what the
+-- callback got and where it ran.
+local function fetch(id, o, seconds)
+  local got
+  gn.get_message(id, o or opts, function(msg, err, info)
+    got = { msg = msg, err = err, info = info, fast = vim.in_fast_event(),
+            buf = vim.api.nvim_get_current_buf() }
+  end)
+  check(vim.wait((seconds or 10) * 1000, function() return got ~= nil end, 10),
+    "no callback for " .. id)
+  return got
+end
+
+local tests = {}
+
+tests[#tests + 1] = { "a message arrives through the callback on the main loop", function()
+  local r = fetch(fresh("sms"))
+  check(r.err == nil, "errmsg: " .. tostring(r.err))
+  check(type(r.msg) == "table", "no message")
+  check(r.msg.type == "TYPE_SMS", "type " .. tostring(r.msg.type))
+  check(r.msg.id == "Xq1sMs0000aaaa000001", "id " .. tostring(r.msg.id))
+  check(r.msg.body == "Hi there, your appointment is confirmed for Friday at 10:00.", "body")
+  check(r.msg.status == "delivered" and r.msg.direction == "outbound", "status/direction")
+  check(type(r.msg.meta) == "table" and next(r.msg.meta) == nil, "meta")
+  check(r.info.status == 200 and r.info.attempts == 1, "info")
+  check(r.info.trace_id == "7c1d2e3f-0a1b-4c5d-8e9f-000000000001", "trace_id")
+  check(r.fast == false, "the callback ran in a fast event")
+  check(type(r.buf) == "number", "the API was not usable in the callback")
+end }
+
+tests[#tests + 1] = { "null array elements are ghl.null", function()
+  local r = fetch(fresh("nulls"))
+  check(r.err == nil, tostring(r.err))
+  local a = r.msg.attachments
+  check(a[1] == ghl.null and a[3] == ghl.null and a[2] == "https://example.invalid/a.png", "attachments")
+  check(#r.msg.meta.list == 3 and r.msg.meta.list[2] == ghl.null, "meta.list")
+  check(r.msg.meta.nested.deeper[1][1] == ghl.null, "nested")
+end }
+
+tests[#tests + 1] = { "numbers come through exactly", function()
+  local r = fetch(fresh("numbers"))
+  check(r.err == nil, tostring(r.err))
+  local m = r.msg.meta
+  check(m.maxSafe == 9007199254740991, string.format("maxSafe %.17g", m.maxSafe))
+  check(m.minSafe == -9007199254740991, "minSafe")
+  check(m.half == 1.5 and m.negExp == -0.0025 and m.callDuration == 120, "small numbers")
+end }
+
+tests[#tests + 1] = { "type uses this state's MESSAGE_TYPES; convert_enums = false keeps the number", function()
+  ghl.MESSAGE_TYPES[99] = "TYPE_SPEC_NINETY_NINE"
+  local r = fetch(fresh("unknown_type"))
+  ghl.MESSAGE_TYPES[99] = nil
+  check(r.msg.type == "TYPE_SPEC_NINETY_NINE", "type " .. tostring(r.msg.type))
+  r = fetch(fresh("sms"), { token = TOKEN, base_url = BASE, convert_enums = false })
+  check(r.msg.type == 2, "type " .. tostring(r.msg.type))
+end }
+
+tests[#tests + 1] = { "an HTTP error arrives through the callback", function()
+  local r = fetch(fresh("err_404"))
+  check(r.msg == nil, "a message for a 404")
+  check(type(r.err) == "string" and r.err:find("^ghl: HTTP 404 Not Found: Message not found"), tostring(r.err))
+  check(r.info.kind == "http" and r.info.status == 404, "info")
+  check(r.info.message == "Message not found", "info.message")
+  check(not r.err:find(TOKEN, 1, true) and not (r.info.body or ""):find(TOKEN, 1, true), "token leaked")
+  check(r.fast == false, "the callback ran in a fast event")
+end }
+
+tests[#tests + 1] = { "a network failure arrives through the callback", function()
+  local r = fetch("sms", { token = TOKEN, base_url = "http://127.0.0.1:9", retries = 0 })
+  check(r.msg == nil and type(r.err) == "string" and r.err:find("^ghl: "), tostring(r.err))
+  check(r.info.kind == "network", "kind " .. tostring(r.info.kind))
+end }
+
+tests[#tests + 1] = { "misuse raises in the caller", function()
+  local called = false
+  local cb = function() called = true end
+  local ok, err = pcall(gn.get_message, "bad id", opts, cb)
+  check(not ok and tostring(err):find("^ghl: .*'id'"), tostring(err))
+  ok, err = pcall(gn.get_message, "abc", { token = TOKEN, bogus = 1 }, cb)
+  check(not ok and tostring(err):find("bogus"), tostring(err))
+  ok, err = pcall(gn.get_message, "abc", opts)
+  check(not ok and tostring(err):find("callback"), tostring(err))
+  vim.wait(200)
+  check(not called, "the callback ran after misuse")
+end }
+
+tests[#tests + 1] = { "the main loop keeps running while a fetch is in flight", function()
+  local ticks, done = 0, nil
+  local timer = uv.new_timer()
+  timer:start(50, 50, function() ticks = ticks + 1 end)
+  local t0 = uv.hrtime()
+  gn.get_message(fresh("slow_ok_2000"), opts, function(msg, err)
+    done = { msg = msg, err = err, ticks = ticks, secs = (uv.hrtime() - t0) / 1e9 }
+  end)
+  local call_secs = (uv.hrtime() - t0) / 1e9
+  local ticks_at_return = ticks
+  local finished = vim.wait(10000, function() return done ~= nil end, 10)
+  timer:stop()
+  timer:close()
+  check(finished, "no callback within 10 s")
+  check(call_secs < 0.5, "get_message took " .. call_secs .. " s to return")
+  check(done.err == nil and done.msg.type == "TYPE_SMS", tostring(done.err))
+  check(done.secs >= 1.9, "the slow fetch took only " .. done.secs .. " s")
+  -- ~40 ticks in 2 s; a blocked loop would give almost none after the call
+  check(done.ticks - ticks_at_return >= 10,
+    "only " .. (done.ticks - ticks_at_return) .. " timer ticks during a 2 s fetch")
+end }
+
+tests[#tests + 1] = { "fetches run side by side", function()
+  local got = 0
+  local t0 = uv.hrtime()
+  for _ = 1, 3 do
+    gn.get_message(fresh("slow_ok_1500"), opts, function(msg) if msg then got = got + 1 end end)
+  end
+  check(vim.wait(10000, function() return got == 3 end, 10), "got " .. got .. " of 3")
+  local secs = (uv.hrtime() - t0) / 1e9
+  check(secs < 4.0, "three 1.5 s fetches took " .. secs .. " s")
+end }
+
+local ok, err = xpcall(function()
+  for _, t in ipairs(tests) do
+    local ok1, e = pcall(t[2])
+    if not ok1 then error(t[1] .. ": " .. tostring(e), 0) end
+    out("ok " .. t[1])
+  end
+end, debug.traceback)
+if not ok then fail(err) end
+out("ALL OK")
+vim.cmd("qall!")
+]==]
+
+describe("ghl.nvim in Neovim", function()
+  local dir
+
+  setup(function()
+    h.start()
+    dir = capture('mktemp -d "${TMPDIR:-/tmp}/ghl-nvim.XXXXXX"')
+    assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
+    write_file(dir .. "/check.lua", SCRIPT)
+  end)
+
+  teardown(function()
+    if dir and not os.getenv("GHL_SPEC_KEEP") then
+      os.execute("rm -rf " .. q(dir))
+    end
+  end)
+
+  it("passes the checks in a headless Neovim", function()
+    assert.truthy(capture("command -v nvim"):match("nvim"), "nvim not found: run scripts/install-deps hosts")
+    local env = "env GHL_SPEC_ROOT=" .. q(ROOT) .. " GHL_SPEC_BASE=" .. q(h.http_url)
+      .. " GHL_SPEC_TOKEN=" .. q(h.TOKEN) .. " HOME=" .. q(dir) .. " XDG_STATE_HOME=" .. q(dir)
+      .. " XDG_DATA_HOME=" .. q(dir)
+    -- Neovim 0.7 has no -l: the script runs as an Ex command after startup.
+    local nvim = env .. " nvim --headless --clean -n -i NONE -c " .. q("luafile " .. dir .. "/check.lua")
+    local rc_file = dir .. "/nvim.rc"
+    local sh = "(exec " .. nvim .. ") >" .. q(dir .. "/nvim.out") .. " 2>&1 </dev/null & p=$!; echo $p; wait $p; echo $? >"
+      .. q(rc_file)
+    local pipe = assert(io.popen("sh -c " .. q(sh), "r"))
+    local pid = pipe:read("*l")
+    assert(pid and pid:match("^%d+$"), "could not start nvim")
+    local finished = h.wait_for(function() return h.read_file(rc_file) end, 90)
+    if not finished then
+      os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+      if not h.wait_for(function() return not alive(pid) end, 5) then
+        os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+      end
+    end
+    pipe:close()
+    local output = h.read_file(dir .. "/nvim.out") or ""
+    assert.truthy(finished, "nvim did not finish within 90 s:\n" .. output)
+    assert.equal("0", (h.read_file(rc_file) or ""):gsub("%s+", ""), output)
+    assert.truthy(output:find("ALL OK", 1, true), output)
+  end)
+end)
