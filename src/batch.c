@@ -206,6 +206,7 @@ int ghl_client_get_messages(lua_State *L) {
     batch b;
     int slots;
 
+    lua_settop(L, 3); /* opts may be absent: keep slot 3 for it */
     memset(&b, 0, sizeof b);
     b.items = read_ids(L, 2, &b.count);
     ghl_client_call_options(L, c, 3, &call, GHL_OPT_PER_CALL | GHL_OPT_BATCH);

@@ -318,7 +318,7 @@ void ghl_push_outcome(lua_State *L, const ghl_outcome *o) {
         lua_setfield(L, info, "attempts");
     }
     if (o->retry_after >= 0) {
-        lua_pushnumber(L, o->retry_after);
+        lua_pushinteger(L, (lua_Integer)o->retry_after); /* whole seconds, both forms */
         lua_setfield(L, info, "retry_after");
     }
     if (o->ratelimit != NULL && o->ratelimit->present) {
