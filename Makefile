@@ -12,7 +12,7 @@ HEADERS     = $(wildcard src/*.h)
 # LuaJIT hosts (OpenResty, Neovim) load modules built against the Lua 5.1 headers.
 lua_include = /usr/include/$(if $(filter luajit,$(1)),lua5.1,$(1))
 
-.PHONY: all help deps build test test-one demo clean rock rock-install check-rock
+.PHONY: all help deps build test test-one demo clean rock rock-install check-rock check-memory fuzz
 
 all: build
 
@@ -22,10 +22,13 @@ help:
 	@echo "make test-one RUNTIME=x  run the spec on one runtime (lua5.1 ... lua5.4, luajit)"
 	@echo "make demo                fetch a message from the local test server and print it"
 	@echo "make check-rock          luarocks make the rockspec into a scratch tree and load it"
+	@echo "make check-memory        the spec under valgrind and ASan+UBSan, with an aggressive GC, and a short fuzz run"
+	@echo "make fuzz                fuzz ghl.decode_message for FUZZ_SECONDS (default 60)"
 	@echo "make clean               remove build/"
 
+# core: build and spec; hosts: nginx with the Lua module and Neovim, for their specs
 deps:
-	@scripts/install-deps
+	@scripts/install-deps core hosts
 
 build: $(foreach r,$(RUNTIMES),build/$(r)/ghl.so)
 
@@ -40,7 +43,8 @@ test: deps
 test-one: build/$(RUNTIME)/ghl.so
 	@scripts/run-spec $(RUNTIME)
 
-demo: deps
+demo:
+	@scripts/install-deps core
 	@$(MAKE) --no-print-directory build/lua5.4/ghl.so
 	@scripts/demo
 
@@ -57,6 +61,13 @@ rock-install:
 
 check-rock: deps
 	@scripts/check-rock
+
+# Installs valgrind and clang itself (scripts/install-deps memory).
+check-memory:
+	@scripts/check-memory
+
+fuzz:
+	@FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) scripts/fuzz
 
 clean:
 	rm -rf build spec/tmp
