@@ -12,7 +12,7 @@ HEADERS     = $(wildcard src/*.h)
 # LuaJIT hosts (OpenResty, Neovim) load modules built against the Lua 5.1 headers.
 lua_include = /usr/include/$(if $(filter luajit,$(1)),lua5.1,$(1))
 
-.PHONY: all help deps build test test-one demo clean rock rock-install check-rock check-memory fuzz
+.PHONY: all help deps build test test-one demo clean rock rock-install check-rock bench check-memory fuzz
 
 all: build
 
@@ -22,6 +22,7 @@ help:
 	@echo "make test-one RUNTIME=x  run the spec on one runtime (lua5.1 ... lua5.4, luajit)"
 	@echo "make demo                fetch a message from the local test server and print it"
 	@echo "make check-rock          luarocks make the rockspec into a scratch tree and load it"
+	@echo "make bench               time ghl against C floors, curl and LuaSocket on a local nginx"
 	@echo "make check-memory        the spec under valgrind and ASan+UBSan, with an aggressive GC, and a short fuzz run"
 	@echo "make fuzz                fuzz ghl.decode_message for FUZZ_SECONDS (default 60)"
 	@echo "make clean               remove build/"
@@ -61,6 +62,10 @@ rock-install:
 
 check-rock: deps
 	@scripts/check-rock
+
+# Not part of `make test`: a timing report against a local nginx (bench/run).
+bench:
+	@bench/run
 
 # Installs valgrind and clang itself (scripts/install-deps memory).
 check-memory:

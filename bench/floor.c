@@ -1,0 +1,120 @@
+/* The C floor for one fetch at a time: one reused libcurl easy handle,
+ * curl_easy_perform, then the body decoded by cjson.decode in an embedded
+ * Lua 5.4 state. It sends the same request headers as ghl, so the only
+ * difference from client:get_message is what ghl does around libcurl.
+ *
+ * usage: floor BASE_URL CAINFO|- N WARMUP
+ * prints: us=<microseconds per fetch>
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buf;
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
+    buf *b = ud;
+    size_t n = size * nmemb;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1) cap *= 2;
+        b->data = realloc(b->data, cap);
+        if (b->data == NULL) return 0;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return n;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+    const char *base, *cainfo;
+    long n, warmup, i;
+    char url[512], err[CURL_ERROR_SIZE];
+    struct curl_slist *headers = NULL;
+    buf body = {NULL, 0, 0};
+    lua_State *L;
+    int decode_ref;
+    CURL *e;
+    double t0 = 0;
+
+    if (argc != 5) {
+        fprintf(stderr, "usage: floor BASE_URL CAINFO|- N WARMUP\n");
+        return 2;
+    }
+    base = argv[1];
+    cainfo = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
+    n = atol(argv[3]);
+    warmup = atol(argv[4]);
+
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    if (luaL_dostring(L, "return require('cjson').new().decode") != LUA_OK) {
+        fprintf(stderr, "floor: %s\n", lua_tostring(L, -1));
+        return 1;
+    }
+    decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    e = curl_easy_init();
+    headers = curl_slist_append(headers, "Authorization: Bearer bench-token");
+    headers = curl_slist_append(headers, "Version: 2021-04-15");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-ghl/0.1.0");
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    if (cainfo != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, cainfo);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
+
+    for (i = 0; i < warmup + n; i++) {
+        CURLcode code;
+        long status = 0;
+        if (i == warmup) t0 = now();
+        snprintf(url, sizeof url, "%s/conversations/messages/benchmsg%012ld", base, i % 64);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        body.len = 0;
+        err[0] = '\0';
+        code = curl_easy_perform(e);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (code != CURLE_OK || status != 200) {
+            fprintf(stderr, "floor: fetch %ld: curl %d (%s), HTTP %ld\n", i, (int)code, err, status);
+            return 1;
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, decode_ref);
+        lua_pushlstring(L, body.data, body.len);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+            fprintf(stderr, "floor: decode failed\n");
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    printf("us=%.3f\n", (now() - t0) * 1e6 / (double)n);
+
+    curl_easy_cleanup(e);
+    curl_slist_free_all(headers);
+    curl_global_cleanup();
+    lua_close(L);
+    free(body.data);
+    return 0;
+}

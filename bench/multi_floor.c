@@ -1,0 +1,166 @@
+/* The C floor for a batch: COUNT URLs over one libcurl multi handle with
+ * CONCURRENCY transfers in flight (HTTP/2 multiplexing where offered, the
+ * same multi settings as client:get_messages), each body decoded by
+ * cjson.decode in an embedded Lua 5.4 state as it completes. A warm-up batch
+ * of CONCURRENCY URLs runs first so the connections are open, as they are for
+ * a client that has fetched before.
+ *
+ * usage: multi_floor BASE_URL CAINFO|- COUNT CONCURRENCY
+ * prints: us=<microseconds per fetch>
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+typedef struct {
+    CURL *easy;
+    char *data;
+    size_t len, cap;
+    char url[512];
+    int busy;
+} slot;
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
+    slot *s = ud;
+    size_t n = size * nmemb;
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n + 1) cap *= 2;
+        s->data = realloc(s->data, cap);
+        if (s->data == NULL) return 0;
+        s->cap = cap;
+    }
+    memcpy(s->data + s->len, p, n);
+    s->len += n;
+    return n;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static lua_State *L;
+static int decode_ref;
+
+/* Fetches count URLs (ids prefix + index) at the given concurrency; 0 on success. */
+static int run_batch(CURLM *multi, slot *slots, int conc, const char *base, const char *prefix,
+                     int count) {
+    int next = 0, done = 0, i;
+    while (done < count) {
+        int running, left, finished = 0;
+        CURLMsg *msg;
+        for (i = 0; i < conc && next < count; i++) {
+            if (slots[i].busy) continue;
+            snprintf(slots[i].url, sizeof slots[i].url, "%s/conversations/messages/%s%08d", base,
+                     prefix, next++);
+            curl_easy_setopt(slots[i].easy, CURLOPT_URL, slots[i].url);
+            slots[i].len = 0;
+            slots[i].busy = 1;
+            curl_multi_add_handle(multi, slots[i].easy);
+        }
+        curl_multi_perform(multi, &running);
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            slot *s = NULL;
+            long status = 0;
+            if (msg->msg != CURLMSG_DONE) continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+            if (msg->data.result != CURLE_OK || status != 200) {
+                fprintf(stderr, "multi_floor: curl %d, HTTP %ld\n", (int)msg->data.result, status);
+                return 1;
+            }
+            curl_multi_remove_handle(multi, s->easy);
+            lua_rawgeti(L, LUA_REGISTRYINDEX, decode_ref);
+            lua_pushlstring(L, s->data, s->len);
+            if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+                fprintf(stderr, "multi_floor: decode failed\n");
+                return 1;
+            }
+            lua_pop(L, 1);
+            s->busy = 0;
+            done++;
+            finished++;
+        }
+        /* a freed slot is refilled at once; wait only while every slot is busy */
+        if (done < count && finished == 0) curl_multi_poll(multi, NULL, 0, 1000, NULL);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *base, *cainfo;
+    int count, conc, i;
+    struct curl_slist *headers = NULL;
+    slot *slots;
+    CURLM *multi;
+    double t0, t1;
+
+    if (argc != 5) {
+        fprintf(stderr, "usage: multi_floor BASE_URL CAINFO|- COUNT CONCURRENCY\n");
+        return 2;
+    }
+    base = argv[1];
+    cainfo = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
+    count = atoi(argv[3]);
+    conc = atoi(argv[4]);
+    if (count < 1 || conc < 1 || conc > 64) return 2;
+
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    if (luaL_dostring(L, "return require('cjson').new().decode") != LUA_OK) {
+        fprintf(stderr, "multi_floor: %s\n", lua_tostring(L, -1));
+        return 1;
+    }
+    decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)conc);
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)conc);
+    headers = curl_slist_append(headers, "Authorization: Bearer bench-token");
+    headers = curl_slist_append(headers, "Version: 2021-04-15");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    slots = calloc((size_t)conc, sizeof *slots);
+    for (i = 0; i < conc; i++) {
+        CURL *e = curl_easy_init();
+        slots[i].easy = e;
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-ghl/0.1.0");
+        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+        if (cainfo != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, cainfo);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &slots[i]);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, &slots[i]);
+    }
+
+    if (run_batch(multi, slots, conc, base, "warm", conc) != 0) return 1;
+    t0 = now();
+    if (run_batch(multi, slots, conc, base, "batch", count) != 0) return 1;
+    t1 = now();
+    printf("us=%.3f\n", (t1 - t0) * 1e6 / (double)count);
+
+    for (i = 0; i < conc; i++) {
+        curl_easy_cleanup(slots[i].easy);
+        free(slots[i].data);
+    }
+    free(slots);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(headers);
+    curl_global_cleanup();
+    lua_close(L);
+    return 0;
+}
