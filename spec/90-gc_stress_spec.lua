@@ -274,6 +274,61 @@ describe("lifetimes", function()
     end)
   end)
 
+  describe("client:get_messages", function()
+    local function ids(n, scenario)
+      local out = {}
+      for i = 1, n do out[i] = h.fresh_id(scenario or "sms") end
+      return out
+    end
+
+    local function count(t)
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      return n
+    end
+
+    it("keeps its transfers valid when a later batch needs more of them", function()
+      local c = ghl.new(h.opts())
+      if not c.get_messages then
+        c:close()
+        pending("client:get_messages is not there yet")
+        return
+      end
+      -- each call may grow the client's pool of transfers; the ones made
+      -- before must still work (libcurl holds pointers into them)
+      for _, concurrency in ipairs({ 1, 2, 5, 3, 16, 64 }) do
+        local got, failures = c:get_messages(ids(concurrency), { concurrency = concurrency })
+        assert.equal(0, count(failures), "concurrency " .. concurrency)
+        assert.equal(concurrency, count(got), "concurrency " .. concurrency)
+      end
+      -- and a client with a grown pool, dropped without close
+      c = nil
+      lua_kib()
+    end)
+
+    it("keeps the client usable after a batch with retries and failures", function()
+      local c = ghl.new(h.opts({ max_retry_delay = 0 }))
+      if not c.get_messages then
+        c:close()
+        pending("client:get_messages is not there yet")
+        return
+      end
+      assert_bounded(function()
+        local list = ids(3)
+        list[#list + 1] = h.fresh_id("flaky_503_1")
+        list[#list + 1] = h.fresh_id("err_404")
+        list[#list + 1] = h.fresh_id("reset_mid_body")
+        local got, failures = c:get_messages(list, { concurrency = 4, retries = 1 })
+        assert.equal(4, count(got))
+        assert.equal(2, count(failures))
+        local msg, err = c:get_message(h.fresh_id("sms"))
+        assert.is_nil(err)
+        assert.is_table(msg)
+      end, 3, 64, "batches")
+      c:close()
+    end)
+  end)
+
   describe("the per-state clients behind ghl.get_message", function()
     it("are replaced and collected when many option sets are used", function()
       assert_bounded(function(round)
