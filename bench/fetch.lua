@@ -10,8 +10,11 @@
 --   batch    client:get_messages of N ids at concurrency WARMUP (after a warm-up batch)
 --   rss      client or module loop (WARMUP names which): RSS after 2,000 and after N fetches
 --
--- Prints one line: "us=<microseconds per fetch>", or for rss
--- "rss2k=<bytes> rssN=<bytes> per_fetch=<bytes>". Exits non-zero on any failed fetch.
+-- Prints one line: "us=<wall microseconds per fetch> cpu=<this process's CPU
+-- microseconds per fetch>" (no cpu for popen: curl's own time is not counted
+-- there), or for rss "rss2k=<bytes> rssN=<bytes> per_fetch=<bytes>". Loops of
+-- single fetches run in 10 blocks and "us" is the median block's, so a burst of
+-- outside load moves it less than a plain mean. Exits non-zero on any failed fetch.
 local mode, base, cainfo, n, warmup = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]
 assert(mode and base and cainfo and n and warmup, "usage: fetch.lua MODE BASE_URL CAINFO|- N WARMUP")
 if cainfo == "-" then cainfo = nil end
@@ -34,12 +37,29 @@ local function opts()
   return { token = TOKEN, base_url = base, cainfo = cainfo, retries = 0 }
 end
 
--- Runs fetch(i) for warmup then n iterations; returns microseconds per timed fetch.
-local function timed(fetch, count, warm)
+local BLOCKS = 10
+
+-- Runs fetch(i) for warmup then count iterations in BLOCKS blocks; returns the
+-- "us=... cpu=..." line.
+local function timed(fetch, count, warm, no_cpu)
+  local per = math.floor(count / BLOCKS)
+  if per < 1 then fail("N", "must be at least " .. BLOCKS) end
   for i = 1, warm do fetch(i) end
-  local t0 = now()
-  for i = 1, count do fetch(i) end
-  return (now() - t0) * 1e6 / count
+  local blocks, i = {}, 0
+  local c0 = os.clock()
+  for b = 1, BLOCKS do
+    local t0 = now()
+    for _ = 1, per do
+      i = i + 1
+      fetch(i)
+    end
+    blocks[b] = now() - t0
+  end
+  local cpu = (os.clock() - c0) * 1e6 / (per * BLOCKS)
+  table.sort(blocks)
+  local us = (blocks[BLOCKS / 2] + blocks[BLOCKS / 2 + 1]) / 2 * 1e6 / per
+  if no_cpu then return string.format("us=%.3f", us) end
+  return string.format("us=%.3f cpu=%.3f", us, cpu)
 end
 
 local function rss_bytes()
@@ -69,7 +89,7 @@ end
 
 if mode == "client" or mode == "module" then
   local fetch = mode == "client" and client_fetcher() or module_fetcher()
-  print(string.format("us=%.3f", timed(fetch, n, tonumber(warmup))))
+  print(timed(fetch, n, tonumber(warmup)))
 elseif mode == "popen" then
   local cjson = require("cjson")
   local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
@@ -84,7 +104,7 @@ elseif mode == "popen" then
     local ok, t = pcall(cjson.decode, body)
     if not ok or type(t) ~= "table" or type(t.message) ~= "table" then fail("curl", body) end
   end
-  print(string.format("us=%.3f", timed(fetch, n, tonumber(warmup))))
+  print(timed(fetch, n, tonumber(warmup), true))
 elseif mode == "socket" then
   local cjson = require("cjson")
   local ltn12 = require("ltn12")
@@ -105,7 +125,7 @@ elseif mode == "socket" then
     local dok, t = pcall(cjson.decode, table.concat(out))
     if not dok or type(t) ~= "table" or type(t.message) ~= "table" then fail("decode", t) end
   end
-  print(string.format("us=%.3f", timed(fetch, n, tonumber(warmup))))
+  print(timed(fetch, n, tonumber(warmup)))
 elseif mode == "batch" then
   local ghl = require("ghl")
   local client = ghl.new(opts())
@@ -125,9 +145,9 @@ elseif mode == "batch" then
     end
   end
   run(warm)
-  local t0 = now()
+  local t0, c0 = now(), os.clock()
   run(timed_ids)
-  print(string.format("us=%.3f", (now() - t0) * 1e6 / n))
+  print(string.format("us=%.3f cpu=%.3f", (now() - t0) * 1e6 / n, (os.clock() - c0) * 1e6 / n))
 elseif mode == "rss" then
   local fetch = warmup == "client" and client_fetcher() or module_fetcher()
   local function settle()

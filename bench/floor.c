@@ -4,12 +4,16 @@
  * difference from client:get_message is what ghl does around libcurl.
  *
  * usage: floor BASE_URL CAINFO|- N WARMUP
- * prints: us=<microseconds per fetch>
+ * prints: us=<wall microseconds per fetch> cpu=<this process's CPU microseconds per fetch>
+ * The N timed fetches run in BLOCKS blocks; "us" is the median block's, so a
+ * burst of outside load on the machine moves it less than a plain mean.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define BLOCKS 10
 
 #include <curl/curl.h>
 #include <lauxlib.h>
@@ -36,6 +40,11 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -51,7 +60,9 @@ int main(int argc, char **argv) {
     lua_State *L;
     int decode_ref;
     CURL *e;
-    double t0 = 0;
+    double t0 = 0, block[BLOCKS];
+    clock_t c0 = 0;
+    long per_block;
 
     if (argc != 5) {
         fprintf(stderr, "usage: floor BASE_URL CAINFO|- N WARMUP\n");
@@ -61,6 +72,12 @@ int main(int argc, char **argv) {
     cainfo = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
     n = atol(argv[3]);
     warmup = atol(argv[4]);
+    per_block = n / BLOCKS;
+    if (per_block < 1) {
+        fprintf(stderr, "floor: N must be at least %d\n", BLOCKS);
+        return 2;
+    }
+    n = per_block * BLOCKS;
 
     L = luaL_newstate();
     luaL_openlibs(L);
@@ -90,7 +107,12 @@ int main(int argc, char **argv) {
     for (i = 0; i < warmup + n; i++) {
         CURLcode code;
         long status = 0;
-        if (i == warmup) t0 = now();
+        if (i >= warmup && (i - warmup) % per_block == 0) {
+            double t = now();
+            if (i == warmup) c0 = clock();
+            else block[(i - warmup) / per_block - 1] = t - t0;
+            t0 = t;
+        }
         snprintf(url, sizeof url, "%s/conversations/messages/benchmsg%012ld", base, i % 64);
         curl_easy_setopt(e, CURLOPT_URL, url);
         body.len = 0;
@@ -109,7 +131,13 @@ int main(int argc, char **argv) {
         }
         lua_pop(L, 1);
     }
-    printf("us=%.3f\n", (now() - t0) * 1e6 / (double)n);
+    block[BLOCKS - 1] = now() - t0;
+    {
+        double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
+        qsort(block, BLOCKS, sizeof block[0], cmp_double);
+        printf("us=%.3f cpu=%.3f\n", (block[BLOCKS / 2 - 1] + block[BLOCKS / 2]) / 2 * 1e6 / per_block,
+               cpu * 1e6 / (double)n);
+    }
 
     curl_easy_cleanup(e);
     curl_slist_free_all(headers);
