@@ -70,6 +70,16 @@ Scenario table (id without nonce -> response)
     flaky_429ra_<n>_<k>  429 with Retry-After: <n> for <k> attempts, then 200
     flaky_429rl_<ms>_<k> 429 with Remaining 0 / Interval <ms> for <k> attempts, then 200
 
+  rate-limit window (one counter per scenario name, shared by all its ids)
+    rlwin_<n>_<ms>       a fixed window of <ms> ms opened by the first request after
+                         the previous one ended; the first <n> requests in it get 200
+                         sms.json with X-RateLimit-Max <n>, X-RateLimit-Remaining what
+                         is left (<n>-1 down to 0), X-RateLimit-Interval-Milliseconds
+                         <ms>; any further request in it gets 429 err_429.json with
+                         Remaining 0 (and no Retry-After).  Logged with "window" (1, 2, ...)
+    rlwin_<n>_<ms>_<lag> the same, but the first request of each window is answered
+                         <lag> ms late (<= 30000), so later answers overtake it
+
   faults
     never_answer         reads the request, sends nothing, holds the connection <= 30 s
     stall_half           headers + half the body, then holds <= 30 s
@@ -95,9 +105,12 @@ Scenario table (id without nonce -> response)
 
 Log (--log): one JSON line per request, flushed before the answer is sent:
   {"seq","t","listener","conn","method","path","version","headers",
-   "id","scenario","attempt","rate_limit"}
+   "id","scenario","attempt","rate_limit","inflight"}
 rate_limit is what the answer carries ({max, remaining, interval_ms,
-daily_limit, daily_remaining} or null).  Events: {"event","t","id",...}.
+daily_limit, daily_remaining} or null).  inflight counts the requests for
+the same scenario (nonce stripped) received and not yet being answered, this
+one included (a request stops counting when its answer starts, after any
+slow_ok_<ms> sleep).  Events: {"event","t","id",...}.
 
 Ready file (--ready-file), written atomically:
   {"pid": ..., "http": port, "https": port, "other": port}
@@ -136,6 +149,8 @@ _state = {
     "remaining": 99,
     "daily_remaining": 199999,
     "attempts": {},
+    "inflight": {},
+    "rlwin": {},
 }
 _log_file = None
 
@@ -183,6 +198,33 @@ def next_rate_limit():
         return rl
 
 
+def enter_flight(key):
+    with _lock:
+        n = _state["inflight"].get(key, 0) + 1
+        _state["inflight"][key] = n
+        return n
+
+
+def leave_flight(key):
+    with _lock:
+        _state["inflight"][key] -= 1
+
+
+def rlwin_take(scenario, n, ms):
+    """One request against the scenario's window:
+    (allowed, remaining, window number, first request of its window)."""
+    with _lock:
+        now = time.time()
+        w = _state["rlwin"].get(scenario)
+        if w is None or now >= w["start"] + ms / 1000.0:
+            w = {"start": now, "used": 0, "window": w["window"] + 1 if w else 1}
+            _state["rlwin"][scenario] = w
+        if w["used"] >= n:
+            return False, 0, w["window"], False
+        w["used"] += 1
+        return True, n - w["used"], w["window"], w["used"] == 1
+
+
 def fixture(name):
     with open(os.path.join(FIXTURES, name), "rb") as f:
         return f.read()
@@ -207,6 +249,7 @@ class Reply:
         self.rate_limit = True
         self.rl_override = {}
         self.sleep_ms = 0
+        self.log_extra = {}
 
 
 def json_reply(status, name, **kw):
@@ -371,6 +414,16 @@ def choose(handler, listener, full_id, scenario, attempt):
         r = json_reply(429, "err_429.json")
         r.rl_override = {"remaining": 0, "interval_ms": int(m.group(1))}
         return r
+    m = re.match(r"^rlwin_(\d{1,3})_(\d{1,6})(?:_(\d{1,5}))?$", scenario)
+    if m:
+        n, ms = int(m.group(1)), int(m.group(2))
+        allowed, remaining, window, first = rlwin_take(scenario, n, ms)
+        r = json_reply(200, SMS) if allowed else json_reply(429, "err_429.json")
+        if first and m.group(3):
+            r.sleep_ms = min(int(m.group(3)), HOLD_SECONDS * 1000)
+        r.rl_override = {"max": n, "remaining": remaining, "interval_ms": ms}
+        r.log_extra = {"window": window}
+        return r
     m = re.match(r"^flaky_(429|500|502|503|504|524|cto)_(\d{1,2})$", scenario)
     if m:
         if attempt <= int(m.group(2)):
@@ -447,6 +500,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             scenario = split_id(full_id)[0]
             attempt = next_attempt(listener + " " + full_id if listener == "other" else full_id)
 
+        flight_key = scenario or ""
+        inflight = enter_flight(flight_key)
+        try:
+            reply = self.reply_for(listener, full_id, scenario, attempt, inflight)
+        finally:
+            leave_flight(flight_key)
+        self.send(reply, reply.rl, full_id)
+
+    def reply_for(self, listener, full_id, scenario, attempt, inflight):
+        """Chooses and logs the answer, and sleeps as it says; does not send it."""
         if self.command not in ("GET",) or scenario is None:
             body = json.dumps({"statusCode": 404, "message": "Cannot %s %s" % (self.command, self.path),
                                "error": "Not Found"}).encode()
@@ -463,17 +526,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             k = k.lower()
             headers[k] = headers[k] + ", " + v if k in headers else v
-        log_line({
+        line = {
             "seq": self.next_seq(), "t": time.time(), "listener": listener,
             "conn": self.conn_id, "method": self.command, "path": self.path,
             "version": self.request_version, "headers": headers,
             "id": full_id, "scenario": scenario, "attempt": attempt,
-            "status": reply.status, "rate_limit": rl,
-        })
+            "status": reply.status, "rate_limit": rl, "inflight": inflight,
+        }
+        line.update(reply.log_extra)
+        log_line(line)
 
         if reply.sleep_ms:
             time.sleep(reply.sleep_ms / 1000.0)
-        self.send(reply, rl, full_id)
+        reply.rl = rl
+        return reply
 
     @staticmethod
     def next_seq():
