@@ -10,6 +10,12 @@
 #define REG_CACHE "ghl.default_clients"
 #define CACHE_MAX 16
 
+double ghl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static char *copy_string(const char *s) {
     char *c;
     size_t n;
@@ -82,6 +88,7 @@ ghl_client *ghl_client_new(lua_State *L, const ghl_options *o) {
     c->config.headers = add_header(c->config.headers, "Version", o->version, &ok);
     c->config.headers = add_header(c->config.headers, "Accept", "application/json", &ok);
     c->config.ssl_verify = o->ssl_verify;
+    c->config.https = strncmp(o->base_url, "https://", 8) == 0;
     c->config.max_body = o->max_body_size;
     c->closed = 0;
     if (!ok || c->url == NULL || c->config.user_agent == NULL ||
@@ -122,7 +129,10 @@ void ghl_client_push_outcome(lua_State *L, ghl_client *c, ghl_transfer *t, CURLc
     ghl_outcome o;
     int responded = t->status > 0;
     /* the last response's figures; one without the headers clears them */
-    if (responded) c->last_ratelimit = t->ratelimit;
+    if (responded) {
+        c->last_ratelimit = t->ratelimit;
+        c->last_ratelimit_at = ghl_now();
+    }
     if (t->out_of_memory) luaL_error(L, "ghl: out of memory");
     memset(&o, 0, sizeof o);
     o.code = code;
@@ -210,42 +220,80 @@ static int ghl_new(lua_State *L) {
     return 1;
 }
 
+/* Pushes a string that is the same for equal options and differs otherwise:
+ * the numbers' bytes, then each string option ended by a NUL (absent: \1). */
+static void push_cache_key(lua_State *L, const ghl_options *o) {
+    struct {
+        double timeout, connect_timeout, max_retry_delay, max_body_size;
+        int retries, ssl_verify, convert_enums;
+    } numbers;
+    const char *strings[6];
+    luaL_Buffer b;
+    int i;
+    memset(&numbers, 0, sizeof numbers); /* padding bytes too */
+    numbers.timeout = o->timeout;
+    numbers.connect_timeout = o->connect_timeout;
+    numbers.max_retry_delay = o->max_retry_delay;
+    numbers.max_body_size = (double)o->max_body_size;
+    numbers.retries = o->retries;
+    numbers.ssl_verify = o->ssl_verify;
+    numbers.convert_enums = o->convert_enums;
+    strings[0] = o->token;
+    strings[1] = o->version;
+    strings[2] = o->user_agent;
+    strings[3] = o->cainfo;
+    strings[4] = o->proxy;
+    strings[5] = NULL;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, (const char *)&numbers, sizeof numbers);
+    luaL_addlstring(&b, o->base_url, o->base_url_len);
+    luaL_addchar(&b, '\0');
+    for (i = 0; i < 5; i++) {
+        if (strings[i] != NULL) luaL_addstring(&b, strings[i]);
+        else luaL_addchar(&b, '\1');
+        luaL_addchar(&b, '\0');
+    }
+    luaL_pushresult(&b);
+}
+
 /* The per-state client that ghl.get_message uses for these options, so a
- * loop of calls keeps its connection. Kept in the registry: freed with the
- * state. */
+ * loop of calls keeps its connection. Kept in the registry (freed with the
+ * state), at most CACHE_MAX of them; the table's [0] counts them. */
 static ghl_client *default_client(lua_State *L, const ghl_options *o) {
     ghl_client *c;
-    int cache, n = 0;
+    int cache;
+    lua_Integer n;
     lua_getfield(L, LUA_REGISTRYINDEX, REG_CACHE);
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-            lua_pop(L, 1);
-            n++;
-        }
-    }
-    if (lua_type(L, -1) != LUA_TTABLE || n >= CACHE_MAX) {
-        /* a fresh table: the old clients are collected with it */
+    if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
     }
     cache = lua_gettop(L);
-    lua_pushfstring(L, "%s\n%s\n%s\n%s\n%s\n%s\n%f\n%f\n%f\n%d\n%f\n%d\n%d",
-                    o->token, o->base_url, o->version, o->user_agent,
-                    o->cainfo ? o->cainfo : "\1", o->proxy ? o->proxy : "\1", o->timeout,
-                    o->connect_timeout, o->max_retry_delay, o->retries,
-                    (lua_Number)o->max_body_size, o->ssl_verify, o->convert_enums);
+    push_cache_key(L, o);
     lua_pushvalue(L, -1);
     lua_rawget(L, cache);
     c = lua_touserdata(L, -1);
     if (c == NULL || c->closed) {
         lua_pop(L, 1);
+        lua_rawgeti(L, cache, 0);
+        n = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (n >= CACHE_MAX) {
+            /* start afresh: the old clients are collected with the old table */
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
+            lua_replace(L, cache);
+            n = 0;
+        }
         c = ghl_client_new(L, o);
         lua_pushvalue(L, -2);
         lua_pushvalue(L, -2);
         lua_rawset(L, cache);
+        lua_pushinteger(L, n + 1);
+        lua_rawseti(L, cache, 0);
     }
     lua_replace(L, cache); /* keep the client on the stack while it works */
     lua_pop(L, 1);

@@ -19,9 +19,11 @@ typedef struct ghl_client {
     int retries, convert_enums;
     unsigned long rng;
     ghl_ratelimit last_ratelimit;
-    /* for get_messages: a multi handle and its transfers, made on first use */
+    double last_ratelimit_at;    /* monotonic seconds when it came */
+    /* for get_messages: a multi handle and its transfers, made on first use;
+     * each transfer is allocated on its own since libcurl keeps its address */
     CURLM *multi;
-    ghl_transfer *pool;
+    ghl_transfer *pool[GHL_MAX_CONCURRENCY];
     int pool_size;
 } ghl_client;
 
@@ -48,6 +50,9 @@ int ghl_client_get_messages(lua_State *L);
 
 /* Frees the multi handle and its transfers (batch.c). */
 void ghl_batch_release(ghl_client *c);
+
+/* Monotonic clock, in seconds. */
+double ghl_now(void);
 
 /* Registers the client metatable; the module table is on top. */
 void ghl_client_open(lua_State *L);

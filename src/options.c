@@ -102,8 +102,9 @@ static void read_one(lua_State *L, const opt_spec *s, ghl_options *o) {
         *(int *)field = (int)d;
         return;
     case T_CONCURRENCY:
-        if (!integral(L, -1, &d) || d < 1 || d > 64)
-            luaL_error(L, "ghl: option '%s' must be an integer from 1 to 64", s->name);
+        if (!integral(L, -1, &d) || d < 1 || d > GHL_MAX_CONCURRENCY)
+            luaL_error(L, "ghl: option '%s' must be an integer from 1 to %d", s->name,
+                       GHL_MAX_CONCURRENCY);
         *(int *)field = (int)d;
         return;
     case T_SIZE:
@@ -129,7 +130,7 @@ void ghl_options_read(lua_State *L, int idx, ghl_options *o, int allowed) {
             const opt_spec *s = NULL;
             if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "ghl: option names must be strings");
             key = lua_tostring(L, -2);
-            for (i = 0; i < nspecs; i++)
+            for (i = 0; i < nspecs && s == NULL; i++)
                 if (strcmp(specs[i].name, key) == 0) s = &specs[i];
             if (s == NULL || !(s->scope & allowed)) {
                 if (s != NULL) luaL_error(L, "ghl: option '%s' cannot be given here", key);

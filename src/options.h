@@ -13,6 +13,7 @@
 #define GHL_USER_AGENT "lua-ghl/" GHL_VERSION
 #define GHL_MESSAGE_PATH "/conversations/messages/"
 #define GHL_MAX_ID_LEN 128
+#define GHL_MAX_CONCURRENCY 64
 
 /* Which keys a call accepts. */
 enum {

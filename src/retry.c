@@ -4,12 +4,21 @@
 #include <string.h>
 #include <time.h>
 
+/* A 401 whose message is "Command timed out" is the gateway timing out, not
+ * the token failing: look for "message" : "Command timed out" in the body. */
 static int command_timed_out(const ghl_transfer *t) {
-    static const char needle[] = "Command timed out";
-    size_t n = sizeof needle - 1, i;
-    if (t->body.data == NULL || t->body.len < n) return 0;
-    for (i = 0; i + n <= t->body.len; i++)
-        if (memcmp(t->body.data + i, needle, n) == 0) return 1;
+    static const char key[] = "\"message\"", value[] = "\"Command timed out\"";
+    const char *p = t->body.data, *end = p + t->body.len;
+    if (p == NULL) return 0;
+    for (; end - p >= (long)(sizeof key - 1); p++) {
+        const char *v = p + sizeof key - 1;
+        if (memcmp(p, key, sizeof key - 1) != 0) continue;
+        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) v++;
+        if (v >= end || *v++ != ':') continue;
+        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) v++;
+        if (end - v >= (long)(sizeof value - 1) && memcmp(v, value, sizeof value - 1) == 0)
+            return 1;
+    }
     return 0;
 }
 

@@ -90,6 +90,12 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
         reset_response(t); /* a new response starts (e.g. after 100 Continue) */
         return len;
     }
+    switch (line[0]) { /* the headers read here start with C, R or X */
+    case 'C': case 'c': case 'R': case 'r': case 'X': case 'x':
+        break;
+    default:
+        return len;
+    }
     if ((v = header_value(line, len, "Content-Length", &vlen)) != NULL) {
         long n = parse_count(v, vlen);
         if (n >= 0 && (size_t)n > t->max_body) {
@@ -137,7 +143,9 @@ int ghl_transfer_init(ghl_transfer *t, const ghl_transfer_config *cfg) {
     if (cfg->cainfo != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, cfg->cainfo);
     if (cfg->proxy != NULL) curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L); /* prefer multiplexing over new connections */
+    /* over TLS, ALPN soon tells whether a connection multiplexes (HTTP/2):
+     * wait for that rather than open more; plain HTTP/1.1 never does */
+    if (cfg->https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

@@ -29,6 +29,7 @@ typedef struct ghl_transfer_config {
     const char *cainfo;         /* NULL: libcurl's default bundle */
     const char *proxy;          /* NULL: none set (libcurl still reads the environment) */
     int ssl_verify;
+    int https;                  /* wait for a connection that may multiplex (HTTP/2) */
     size_t max_body;
 } ghl_transfer_config;
 
