@@ -134,18 +134,7 @@ end
 ---------------------------------------------------------------------------
 -- The main loop's side
 
--- The contract's `type` rule, applied with this state's MESSAGE_TYPES (an
--- application's additions live here, not in the pool thread's state).
-local function convert_type(msg)
-  if type(msg) ~= "table" or type(msg.type) ~= "number" then return end
-  local mt = msg.messageType
-  if type(mt) == "string" and mt:sub(1, 5) == "TYPE_" then
-    msg.type = mt
-    return
-  end
-  local name = rawget(ghl_lib().MESSAGE_TYPES, msg.type)
-  if type(name) == "string" then msg.type = name end
-end
+local convert_type = require("ghl.type_rule")
 
 local in_flight = {}
 

@@ -49,17 +49,7 @@ local function shallow_copy(t)
   return out
 end
 
--- The contract's `type` rule, applied with this VM's MESSAGE_TYPES.
-local function convert_type(msg)
-  if type(msg) ~= "table" or type(msg.type) ~= "number" then return end
-  local mt = msg.messageType
-  if type(mt) == "string" and mt:sub(1, 5) == "TYPE_" then
-    msg.type = mt
-    return
-  end
-  local name = rawget(ghl.MESSAGE_TYPES, msg.type)
-  if type(name) == "string" then msg.type = name end
-end
+local convert_type = require("ghl.type_rule")
 
 -- Runs on a pool thread, in the worker-thread VM: no ngx API here. Always
 -- returns three values that run_worker_thread can carry back.
