@@ -5,13 +5,8 @@ local ghl = require("ghl")
 
 local TOKEN = h.TOKEN
 
-local function path_of(id)
-  return "/conversations/messages/" .. id
-end
-
-local function suffix(id)
-  return " (GET " .. path_of(id) .. ")"
-end
+local path_of, suffix = h.message_path, h.request_suffix
+local logged_rl, gaps = h.logged_rate_limit, h.gaps
 
 local REASON = {
   [301] = "Moved Permanently", [302] = "Found", [400] = "Bad Request", [401] = "Unauthorized",
@@ -35,26 +30,10 @@ local function assert_http_errmsg(err, status, api_message, id)
   end
 end
 
--- The rate-limit figures the server put on a logged response.
-local function logged_rl(req)
-  local r = req.rate_limit
-  if r == nil or r == h.json.null then return nil end
-  return {
-    max = r.max, remaining = r.remaining, interval_ms = r.interval_ms,
-    daily_limit = r.daily_limit, daily_remaining = r.daily_remaining,
-  }
-end
-
 local function assert_rl_integers(rl)
   for _, k in ipairs { "max", "remaining", "interval_ms", "daily_limit", "daily_remaining" } do
     assert.is_true(h.is_integer(rl[k]), "rate_limit." .. k .. " is an integer")
   end
-end
-
-local function gaps(reqs)
-  local out = {}
-  for i = 2, #reqs do out[#out + 1] = reqs[i].t - reqs[i - 1].t end
-  return out
 end
 
 local function get(scenario, extra)

@@ -6,13 +6,7 @@ local ghl = require("ghl")
 
 local MiB = 1024 * 1024
 
-local function path_of(id)
-  return "/conversations/messages/" .. id
-end
-
-local function suffix(id)
-  return " (GET " .. path_of(id) .. ")"
-end
+local suffix = h.request_suffix
 
 -- A pattern for errmsg: literal `head`, then `middle` (a pattern), then the request.
 local function errmsg_pattern(head, middle, id)

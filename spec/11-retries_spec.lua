@@ -18,11 +18,7 @@ local function get(scenario, extra)
   return id, msg, err, info
 end
 
-local function gaps(reqs)
-  local out = {}
-  for i = 2, #reqs do out[#out + 1] = reqs[i].t - reqs[i - 1].t end
-  return out
-end
+local gaps = h.gaps
 
 local function assert_gap_between(g, low, high, what)
   assert.is_number(g, (what or "gap") .. " missing")

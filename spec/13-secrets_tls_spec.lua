@@ -7,13 +7,7 @@ local ghl = require("ghl")
 
 local TOKEN = h.TOKEN
 
-local function path_of(id)
-  return "/conversations/messages/" .. id
-end
-
-local function suffix(id)
-  return " (GET " .. path_of(id) .. ")"
-end
+local suffix = h.request_suffix
 
 -- The scenarios the server knows, one concrete name for each pattern. The
 -- sweep below also takes whatever else the table in server.py lists.

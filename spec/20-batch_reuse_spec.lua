@@ -10,9 +10,7 @@ local ghl = require("ghl")
 -- wall clock over a second or two, plus rounding of waits to milliseconds.
 local TOLERANCE = 0.05
 
-local function path_of(id)
-  return "/conversations/messages/" .. id
-end
+local path_of, logged_rl = h.message_path, h.logged_rate_limit
 
 local function fresh_ids(scenario, n)
   local out = {}
@@ -63,15 +61,6 @@ local function max_field(reqs, field)
     if r[field] > m then m = r[field] end
   end
   return m
-end
-
-local function logged_rl(req)
-  local r = req.rate_limit
-  if r == nil or r == h.json.null then return nil end
-  return {
-    max = r.max, remaining = r.remaining, interval_ms = r.interval_ms,
-    daily_limit = r.daily_limit, daily_remaining = r.daily_remaining,
-  }
 end
 
 local function log_size()

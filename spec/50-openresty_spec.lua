@@ -17,22 +17,8 @@ end
 local ghl = require("ghl")
 local json = h.json
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local q, capture, write_file = h.quote, h.capture, h.write_file
+local alive, spawn, stop = h.alive, h.spawn, h.stop_process
 
 local ROOT = h.SPEC_DIR:gsub("/spec$", "")
 local MODULE_DIRS = { "/usr/lib/nginx/modules", "/usr/share/nginx/modules" }
@@ -44,36 +30,6 @@ local function find_module(name)
   end
   error("nginx module " .. name .. " not found under " .. table.concat(MODULE_DIRS, ", ")
     .. ": run scripts/install-deps hosts", 0)
-end
-
--- A process of our own, started in the background: pid, and the exit status
--- in <dir>/<name>.rc once it has ended.
-local function alive(pid)
-  local stat = h.read_file("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  return stat:match("^%d+ %b() (%a)") ~= "Z"
-end
-
-local function spawn(dir, name, cmd)
-  local rc = dir .. "/" .. name .. ".rc"
-  os.remove(rc)
-  local sh = "(" .. cmd .. ") >" .. q(dir .. "/" .. name .. ".out") .. " 2>&1 </dev/null & p=$!; echo $p; wait $p; echo $? >"
-    .. q(rc)
-  local pipe = assert(io.popen("sh -c " .. q(sh), "r"))
-  local pid = pipe:read("*l")
-  assert(pid and pid:match("^%d+$"), "could not start " .. name)
-  return { pid = pid, pipe = pipe, rc_file = rc, out = dir .. "/" .. name .. ".out" }
-end
-
-local function stop(proc, seconds)
-  if not proc or not proc.pipe then return end
-  if alive(proc.pid) then os.execute("kill -TERM " .. proc.pid .. " 2>/dev/null") end
-  if not h.wait_for(function() return not alive(proc.pid) end, seconds or 5) then
-    os.execute("kill -KILL " .. proc.pid .. " 2>/dev/null")
-    h.wait_for(function() return not alive(proc.pid) end, 5)
-  end
-  proc.pipe:close()
-  proc.pipe = nil
 end
 
 -- The nginx.conf, with or without the thread pool line.
@@ -206,8 +162,7 @@ end
 
 -- An nginx of our own on 127.0.0.1; tries a few ports in case one is taken.
 local function start_nginx(with_pool)
-  local dir = capture('mktemp -d "${TMPDIR:-/tmp}/ghl-nginx.XXXXXX"')
-  assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
+  local dir = h.temp_dir("ghl-nginx")
   write_file(dir .. "/spec_handlers.lua", HANDLERS)
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 100000)
   local last_err
@@ -235,9 +190,7 @@ end
 local function stop_nginx(ngx_state)
   if not ngx_state then return end
   stop(ngx_state.proc)
-  if not os.getenv("GHL_SPEC_KEEP") then
-    os.execute("rm -rf " .. q(ngx_state.dir))
-  end
+  h.remove_dir(ngx_state.dir)
 end
 
 -- GET base..path?args with curl: status, body, seconds.

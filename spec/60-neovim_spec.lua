@@ -14,28 +14,7 @@ if os.getenv("GHL_RUNTIME") ~= "luajit" then
   return
 end
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function alive(pid)
-  local stat = h.read_file("/proc/" .. pid .. "/stat")
-  if not stat then return false end
-  return stat:match("^%d+ %b() (%a)") ~= "Z"
-end
+local q, capture = h.quote, h.capture
 
 local ROOT = h.SPEC_DIR:gsub("/spec$", "")
 
@@ -204,15 +183,12 @@ describe("ghl.nvim in Neovim", function()
 
   setup(function()
     h.start()
-    dir = capture('mktemp -d "${TMPDIR:-/tmp}/ghl-nvim.XXXXXX"')
-    assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
-    write_file(dir .. "/check.lua", SCRIPT)
+    dir = h.temp_dir("ghl-nvim")
+    h.write_file(dir .. "/check.lua", SCRIPT)
   end)
 
   teardown(function()
-    if dir and not os.getenv("GHL_SPEC_KEEP") then
-      os.execute("rm -rf " .. q(dir))
-    end
+    h.remove_dir(dir)
   end)
 
   it("passes the checks in a headless Neovim", function()
@@ -222,23 +198,12 @@ describe("ghl.nvim in Neovim", function()
       .. " XDG_DATA_HOME=" .. q(dir)
     -- Neovim 0.7 has no -l: the script runs as an Ex command after startup.
     local nvim = env .. " nvim --headless --clean -n -i NONE -c " .. q("luafile " .. dir .. "/check.lua")
-    local rc_file = dir .. "/nvim.rc"
-    local sh = "(exec " .. nvim .. ") >" .. q(dir .. "/nvim.out") .. " 2>&1 </dev/null & p=$!; echo $p; wait $p; echo $? >"
-      .. q(rc_file)
-    local pipe = assert(io.popen("sh -c " .. q(sh), "r"))
-    local pid = pipe:read("*l")
-    assert(pid and pid:match("^%d+$"), "could not start nvim")
-    local finished = h.wait_for(function() return h.read_file(rc_file) end, 90)
-    if not finished then
-      os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-      if not h.wait_for(function() return not alive(pid) end, 5) then
-        os.execute("kill -KILL " .. pid .. " 2>/dev/null")
-      end
-    end
-    pipe:close()
-    local output = h.read_file(dir .. "/nvim.out") or ""
+    local proc = h.spawn(dir, "nvim", "exec " .. nvim)
+    local finished = h.wait_for(function() return h.read_file(proc.rc_file) end, 90)
+    h.stop_process(proc)
+    local output = h.read_file(proc.out) or ""
     assert.truthy(finished, "nvim did not finish within 90 s:\n" .. output)
-    assert.equal("0", (h.read_file(rc_file) or ""):gsub("%s+", ""), output)
+    assert.equal("0", (h.read_file(proc.rc_file) or ""):gsub("%s+", ""), output)
     assert.truthy(output:find("ALL OK", 1, true), output)
   end)
 end)

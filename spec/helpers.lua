@@ -69,6 +69,13 @@ local function capture(cmd)
   return (out:gsub("%s+$", ""))
 end
 
+-- A new empty directory under $TMPDIR (or /tmp) named <prefix>.XXXXXX.
+local function temp_dir(prefix)
+  local dir = capture('mktemp -d "${TMPDIR:-/tmp}/' .. prefix .. '.XXXXXX"')
+  assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
+  return dir
+end
+
 M.now = system.gettime
 M.sleep = system.sleep
 
@@ -106,8 +113,7 @@ function M.start()
   if state.pid then return state end
   if state.failed then error(state.failed, 0) end
   local ok, err = pcall(function()
-    local dir = capture('mktemp -d "${TMPDIR:-/tmp}/ghl-spec.XXXXXX"')
-    assert(dir ~= "" and dir:sub(1, 1) == "/", "mktemp -d failed")
+    local dir = temp_dir("ghl-spec")
     state.dir = dir
     make_certs(dir)
     state.cainfo = dir .. "/ca.pem"
@@ -209,6 +215,33 @@ local function log_lines()
   for line in s:gmatch("([^\n]*)\n") do
     if line ~= "" then out[#out + 1] = cjson.decode(line) end
   end
+  return out
+end
+
+-- The path get_message requests for a message id.
+function M.message_path(id)
+  return "/conversations/messages/" .. id
+end
+
+-- The tail an errmsg ends with: the request it is about.
+function M.request_suffix(id)
+  return " (GET " .. M.message_path(id) .. ")"
+end
+
+-- The rate-limit figures the server put on a logged response, or nil.
+function M.logged_rate_limit(req)
+  local r = req.rate_limit
+  if r == nil or r == cjson.null then return nil end
+  return {
+    max = r.max, remaining = r.remaining, interval_ms = r.interval_ms,
+    daily_limit = r.daily_limit, daily_remaining = r.daily_remaining,
+  }
+end
+
+-- The seconds between consecutive logged arrivals.
+function M.gaps(reqs)
+  local out = {}
+  for i = 2, #reqs do out[#out + 1] = reqs[i].t - reqs[i - 1].t end
   return out
 end
 
@@ -351,6 +384,64 @@ function M.run_lua(code, env)
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
   out = out:gsub("rc=%d+%s*$", "")
   return rc == 0, out
+end
+
+---------------------------------------------------------------------------
+-- Files and processes of a spec's own (nginx, Neovim, curl)
+
+-- s quoted for sh.
+M.quote = q
+
+-- Run cmd in sh; its stdout without trailing white space.
+M.capture = capture
+
+M.temp_dir = temp_dir
+
+function M.write_file(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- Remove a directory made by temp_dir, unless GHL_SPEC_KEEP is set.
+function M.remove_dir(dir)
+  if dir and not os.getenv("GHL_SPEC_KEEP") then
+    os.execute("rm -rf " .. q(dir))
+  end
+end
+
+-- Whether pid is a process that has not ended (a zombie counts as ended).
+function M.alive(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+-- Start cmd in the background with its output in <dir>/<name>.out; its exit
+-- status lands in <dir>/<name>.rc once it has ended. Returns
+-- { pid, pipe, rc_file, out }.
+function M.spawn(dir, name, cmd)
+  local rc = dir .. "/" .. name .. ".rc"
+  os.remove(rc)
+  local sh = "(" .. cmd .. ") >" .. q(dir .. "/" .. name .. ".out") .. " 2>&1 </dev/null & p=$!; echo $p; wait $p; echo $? >"
+    .. q(rc)
+  local pipe = assert(io.popen("sh -c " .. q(sh), "r"))
+  local pid = pipe:read("*l")
+  assert(pid and pid:match("^%d+$"), "could not start " .. name)
+  return { pid = pid, pipe = pipe, rc_file = rc, out = dir .. "/" .. name .. ".out" }
+end
+
+-- End a process from spawn: TERM, then KILL if it is still there after
+-- `seconds` (5 by default). Idempotent.
+function M.stop_process(proc, seconds)
+  if not proc or not proc.pipe then return end
+  if M.alive(proc.pid) then os.execute("kill -TERM " .. proc.pid .. " 2>/dev/null") end
+  if not M.wait_for(function() return not M.alive(proc.pid) end, seconds or 5) then
+    os.execute("kill -KILL " .. proc.pid .. " 2>/dev/null")
+    M.wait_for(function() return not M.alive(proc.pid) end, 5)
+  end
+  proc.pipe:close()
+  proc.pipe = nil
 end
 
 -- A Lua pattern matching s literally.
