@@ -8,54 +8,20 @@
  * The N timed fetches run in BLOCKS blocks; "us" is the median block's, so a
  * burst of outside load on the machine moves it less than a plain mean.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "floor_common.h"
 
 #define BLOCKS 10
-
-#include <curl/curl.h>
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-} buf;
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
-    buf *b = ud;
-    size_t n = size * nmemb;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->data = realloc(b->data, cap);
-        if (b->data == NULL) return 0;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return n;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv) {
     const char *base, *cainfo;
     long n, warmup, i;
     char url[512], err[CURL_ERROR_SIZE];
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers;
     buf body = {NULL, 0, 0};
     lua_State *L;
     int decode_ref;
@@ -79,29 +45,13 @@ int main(int argc, char **argv) {
     }
     n = per_block * BLOCKS;
 
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    if (luaL_dostring(L, "return require('cjson').new().decode") != LUA_OK) {
-        fprintf(stderr, "floor: %s\n", lua_tostring(L, -1));
-        return 1;
-    }
-    decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    L = open_decoder("floor", &decode_ref);
+    if (L == NULL) return 1;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     e = curl_easy_init();
-    headers = curl_slist_append(headers, "Authorization: Bearer bench-token");
-    headers = curl_slist_append(headers, "Version: 2021-04-15");
-    headers = curl_slist_append(headers, "Accept: application/json");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-ghl/0.1.0");
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    if (cainfo != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, cainfo);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+    headers = request_headers();
+    setup_easy(e, headers, cainfo, &body);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
 
     for (i = 0; i < warmup + n; i++) {
@@ -123,13 +73,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "floor: fetch %ld: curl %d (%s), HTTP %ld\n", i, (int)code, err, status);
             return 1;
         }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, decode_ref);
-        lua_pushlstring(L, body.data, body.len);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+        if (decode_body(L, decode_ref, &body) != 0) {
             fprintf(stderr, "floor: decode failed\n");
             return 1;
         }
-        lua_pop(L, 1);
     }
     block[BLOCKS - 1] = now() - t0;
     {

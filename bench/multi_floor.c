@@ -8,44 +8,14 @@
  * usage: multi_floor BASE_URL CAINFO|- COUNT CONCURRENCY
  * prints: us=<wall microseconds per fetch> cpu=<this process's CPU microseconds per fetch>
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include <curl/curl.h>
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
+#include "floor_common.h"
 
 typedef struct {
     CURL *easy;
-    char *data;
-    size_t len, cap;
+    buf body;
     char url[512];
     int busy;
 } slot;
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
-    slot *s = ud;
-    size_t n = size * nmemb;
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1) cap *= 2;
-        s->data = realloc(s->data, cap);
-        if (s->data == NULL) return 0;
-        s->cap = cap;
-    }
-    memcpy(s->data + s->len, p, n);
-    s->len += n;
-    return n;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static lua_State *L;
 static int decode_ref;
@@ -62,7 +32,7 @@ static int run_batch(CURLM *multi, slot *slots, int conc, const char *base, cons
             snprintf(slots[i].url, sizeof slots[i].url, "%s/conversations/messages/%s%08d", base,
                      prefix, next++);
             curl_easy_setopt(slots[i].easy, CURLOPT_URL, slots[i].url);
-            slots[i].len = 0;
+            slots[i].body.len = 0;
             slots[i].busy = 1;
             curl_multi_add_handle(multi, slots[i].easy);
         }
@@ -78,13 +48,10 @@ static int run_batch(CURLM *multi, slot *slots, int conc, const char *base, cons
                 return 1;
             }
             curl_multi_remove_handle(multi, s->easy);
-            lua_rawgeti(L, LUA_REGISTRYINDEX, decode_ref);
-            lua_pushlstring(L, s->data, s->len);
-            if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+            if (decode_body(L, decode_ref, &s->body) != 0) {
                 fprintf(stderr, "multi_floor: decode failed\n");
                 return 1;
             }
-            lua_pop(L, 1);
             s->busy = 0;
             done++;
             finished++;
@@ -98,7 +65,7 @@ static int run_batch(CURLM *multi, slot *slots, int conc, const char *base, cons
 int main(int argc, char **argv) {
     const char *base, *cainfo;
     int count, conc, i;
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers;
     slot *slots;
     CURLM *multi;
     double t0, t1;
@@ -114,37 +81,21 @@ int main(int argc, char **argv) {
     conc = atoi(argv[4]);
     if (count < 1 || conc < 1 || conc > 64) return 2;
 
-    L = luaL_newstate();
-    luaL_openlibs(L);
-    if (luaL_dostring(L, "return require('cjson').new().decode") != LUA_OK) {
-        fprintf(stderr, "multi_floor: %s\n", lua_tostring(L, -1));
-        return 1;
-    }
-    decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    L = open_decoder("multi_floor", &decode_ref);
+    if (L == NULL) return 1;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     multi = curl_multi_init();
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)conc);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)conc);
-    headers = curl_slist_append(headers, "Authorization: Bearer bench-token");
-    headers = curl_slist_append(headers, "Version: 2021-04-15");
-    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = request_headers();
     slots = calloc((size_t)conc, sizeof *slots);
     for (i = 0; i < conc; i++) {
         CURL *e = curl_easy_init();
         slots[i].easy = e;
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-ghl/0.1.0");
-        curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        setup_easy(e, headers, cainfo, &slots[i].body);
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-        if (cainfo != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, cainfo);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &slots[i]);
         curl_easy_setopt(e, CURLOPT_PRIVATE, &slots[i]);
     }
 
@@ -158,7 +109,7 @@ int main(int argc, char **argv) {
 
     for (i = 0; i < conc; i++) {
         curl_easy_cleanup(slots[i].easy);
-        free(slots[i].data);
+        free(slots[i].body.data);
     }
     free(slots);
     curl_multi_cleanup(multi);
