@@ -41,11 +41,7 @@ local function distinct(reqs, field)
   return set, n
 end
 
-local function count_keys(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n
-end
+local count_keys = h.count_keys
 
 local function per_id(reqs)
   local out = {}

@@ -281,11 +281,7 @@ describe("lifetimes", function()
       return out
     end
 
-    local function count(t)
-      local n = 0
-      for _ in pairs(t) do n = n + 1 end
-      return n
-    end
+    local count = h.count_keys
 
     it("keeps its transfers valid when a later batch needs more of them", function()
       local c = ghl.new(h.opts())

@@ -386,6 +386,11 @@ function M.run_lua(code, env)
   return rc == 0, out
 end
 
+-- A Lua pattern matching s literally.
+function M.literal(s)
+  return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
 ---------------------------------------------------------------------------
 -- Files and processes of a spec's own (nginx, Neovim, curl)
 
@@ -444,13 +449,15 @@ function M.stop_process(proc, seconds)
   proc.pipe = nil
 end
 
--- A Lua pattern matching s literally.
-function M.literal(s)
-  return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
-end
-
 ---------------------------------------------------------------------------
 -- Assertions
+
+-- How many keys t has (get_messages' results are keyed by id).
+function M.count_keys(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
 
 function M.is_integer(v)
   if type(v) ~= "number" then return false end
