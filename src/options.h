@@ -36,7 +36,6 @@ typedef struct ghl_options {
     int concurrency;
     size_t max_body_size;
     int ssl_verify, convert_enums;
-    unsigned set; /* bits of GHL_OPT_* keys given, see options.c */
 } ghl_options;
 
 /* Fills o with the defaults of the contract. */
