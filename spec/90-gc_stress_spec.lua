@@ -236,13 +236,8 @@ describe("lifetimes", function()
       c:close()
     end)
 
-    it("from get_messages with an invalid id, when there is get_messages", function()
+    it("from get_messages with an invalid id", function()
       local c = ghl.new(h.opts())
-      if not c.get_messages then
-        c:close()
-        pending("client:get_messages is not there yet")
-        return
-      end
       assert_bounded(function()
         assert.has_error(function() c:get_messages({ h.fresh_id("sms"), "bad id!" }) end)
         assert.has_error(function() c:get_messages({ h.fresh_id("sms") }, { concurrency = 0 }) end)
@@ -259,13 +254,8 @@ describe("lifetimes", function()
       lua_kib()
     end)
 
-    it("from get_messages called without options, when there is get_messages", function()
+    it("from get_messages called without options", function()
       local c = ghl.new(h.opts())
-      if not c.get_messages then
-        c:close()
-        pending("client:get_messages is not there yet")
-        return
-      end
       local got, failures = c:get_messages({ h.fresh_id("sms") })
       assert.is_table(got)
       assert.is_table(failures)
@@ -285,11 +275,6 @@ describe("lifetimes", function()
 
     it("keeps its transfers valid when a later batch needs more of them", function()
       local c = ghl.new(h.opts())
-      if not c.get_messages then
-        c:close()
-        pending("client:get_messages is not there yet")
-        return
-      end
       -- each call may grow the client's pool of transfers; the ones made
       -- before must still work (libcurl holds pointers into them)
       for _, concurrency in ipairs({ 1, 2, 5, 3, 16, 64 }) do
@@ -304,11 +289,6 @@ describe("lifetimes", function()
 
     it("keeps the client usable after a batch with retries and failures", function()
       local c = ghl.new(h.opts({ max_retry_delay = 0 }))
-      if not c.get_messages then
-        c:close()
-        pending("client:get_messages is not there yet")
-        return
-      end
       assert_bounded(function()
         local list = ids(3)
         list[#list + 1] = h.fresh_id("flaky_503_1")
