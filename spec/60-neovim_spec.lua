@@ -18,8 +18,9 @@ local q, capture = h.quote, h.capture
 
 local ROOT = h.SPEC_DIR:gsub("/spec$", "")
 
--- The script Neovim runs. Every check prints "ok <name>"; any failure prints
--- "FAIL ..." and exits with status 1; "ALL OK" and status 0 at the end.
+-- The script Neovim runs. Each check prints "ok <name> (<time>)" or
+-- "FAIL <name> (<time>): <error and traceback>"; then "ALL OK" and status 0,
+-- or status 1 if any check failed.
 local SCRIPT = [==[
 local ROOT, BASE, TOKEN = os.getenv("GHL_SPEC_ROOT"), os.getenv("GHL_SPEC_BASE"), os.getenv("GHL_SPEC_TOKEN")
 package.path = ROOT .. "/src/?.lua;" .. package.path
