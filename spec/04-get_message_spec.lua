@@ -31,7 +31,7 @@ local function assert_http_errmsg(err, status, api_message, id)
 end
 
 local function assert_rl_integers(rl)
-  for _, k in ipairs { "max", "remaining", "interval_ms", "daily_limit", "daily_remaining" } do
+  for _, k in ipairs(h.RATE_LIMIT_FIELDS) do
     assert.is_true(h.is_integer(rl[k]), "rate_limit." .. k .. " is an integer")
   end
 end

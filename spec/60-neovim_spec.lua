@@ -222,21 +222,24 @@ describe("ghl.nvim in Neovim", function()
     assert.equal(9, #CHECKS)
   end)
 
-  -- The script's report on one check: "ok" or the FAIL line and its traceback.
+  local function starts(s, prefix) return s:sub(1, #prefix) == prefix end
+
+  -- The script's report on one check: "ok", or "FAIL" and that line with its
+  -- indented traceback, or nil if the check printed nothing.
   local function report(name)
-    local lines, found = {}, nil
+    local lines
     for line in (output .. "\n"):gmatch("([^\n]*)\n") do
-      if found == nil then
-        if line:sub(1, #name + 5) == "FAIL " .. name then found = "FAIL" lines[1] = line
-        elseif line:sub(1, #name + 5) == "ok " .. name .. " (" then return "ok" end
-      elseif line:sub(1, 4) == "    " then
+      if lines then
+        if not starts(line, "    ") then break end
         lines[#lines + 1] = line
-      else
-        break
+      elseif starts(line, "ok " .. name .. " (") then
+        return "ok"
+      elseif starts(line, "FAIL " .. name .. " (") then
+        lines = { line }
       end
     end
-    if not found then return nil end
-    return found, table.concat(lines, "\n")
+    if not lines then return nil end
+    return "FAIL", table.concat(lines, "\n")
   end
 
   for _, name in ipairs(CHECKS) do

@@ -228,9 +228,7 @@ local function log_lines()
     end
     parsed.offset = parsed.offset + stop
   end
-  local out = {}
-  for i, r in ipairs(parsed.entries) do out[i] = r end
-  return out
+  return parsed.entries -- callers only read it
 end
 
 -- The path get_message requests for a message id.
@@ -243,14 +241,16 @@ function M.request_suffix(id)
   return " (GET " .. M.message_path(id) .. ")"
 end
 
+-- The fields of info.rate_limit and client:rate_limit().
+M.RATE_LIMIT_FIELDS = { "max", "remaining", "interval_ms", "daily_limit", "daily_remaining" }
+
 -- The rate-limit figures the server put on a logged response, or nil.
 function M.logged_rate_limit(req)
   local r = req.rate_limit
   if r == nil or r == cjson.null then return nil end
-  return {
-    max = r.max, remaining = r.remaining, interval_ms = r.interval_ms,
-    daily_limit = r.daily_limit, daily_remaining = r.daily_remaining,
-  }
+  local out = {}
+  for _, k in ipairs(M.RATE_LIMIT_FIELDS) do out[k] = r[k] end
+  return out
 end
 
 -- The seconds between consecutive logged arrivals.

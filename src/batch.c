@@ -109,16 +109,21 @@ static batch_item *read_ids(lua_State *L, int idx, int *count) {
     return items;
 }
 
+/* Whether the window's count is known and its interval has not run out. */
+static int window_current(const window *w, double now) {
+    return w->remaining >= 0 && now < w->started + w->interval;
+}
+
 /* Takes in one response's figures. Responses on parallel connections arrive
  * in any order, so within a window only a lower count is news. */
 static void window_update(window *w, const ghl_ratelimit *rl, double now) {
+    int current;
     if (!(rl->present & GHL_RL_REMAINING)) return;
     if (rl->present & GHL_RL_MAX) w->max = rl->max;
     if (rl->present & GHL_RL_INTERVAL) w->interval = rl->interval_ms / 1000.0;
-    if (w->remaining < 0 || rl->remaining < w->remaining || now >= w->started + w->interval) {
-        if (w->remaining < 0 || now >= w->started + w->interval) w->started = now;
-        w->remaining = rl->remaining;
-    }
+    current = window_current(w, now);
+    if (!current) w->started = now;
+    if (!current || rl->remaining < w->remaining) w->remaining = rl->remaining;
     if (w->remaining == 0 && w->paused_until == 0) w->paused_until = now + w->interval;
 }
 
@@ -236,7 +241,7 @@ int ghl_client_get_messages(lua_State *L) {
     b.win.remaining = b.win.max = -1;
     b.win.interval = 10.0;
     if (c->last_ratelimit_at > 0) window_update(&b.win, &c->last_ratelimit, c->last_ratelimit_at);
-    if (b.win.remaining >= 0 && now >= b.win.started + b.win.interval && b.win.paused_until == 0)
+    if (!window_current(&b.win, now) && b.win.paused_until == 0)
         b.win.remaining = -1; /* too old to trust */
 
     ensure_pool(L, c, call.concurrency < b.count ? call.concurrency : b.count);

@@ -227,7 +227,7 @@ static void push_cache_key(lua_State *L, const ghl_options *o) {
         double timeout, connect_timeout, max_retry_delay, max_body_size;
         int retries, ssl_verify, convert_enums;
     } numbers;
-    const char *strings[6];
+    const char *strings[5];
     luaL_Buffer b;
     int i;
     memset(&numbers, 0, sizeof numbers); /* padding bytes too */
@@ -243,17 +243,24 @@ static void push_cache_key(lua_State *L, const ghl_options *o) {
     strings[2] = o->user_agent;
     strings[3] = o->cainfo;
     strings[4] = o->proxy;
-    strings[5] = NULL;
     luaL_buffinit(L, &b);
     luaL_addlstring(&b, (const char *)&numbers, sizeof numbers);
     luaL_addlstring(&b, o->base_url, o->base_url_len);
     luaL_addchar(&b, '\0');
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < (int)(sizeof strings / sizeof strings[0]); i++) {
         if (strings[i] != NULL) luaL_addstring(&b, strings[i]);
         else luaL_addchar(&b, '\1');
         luaL_addchar(&b, '\0');
     }
     luaL_pushresult(&b);
+}
+
+/* Pushes a new, empty cache table, now the registry's; the clients of the
+ * one it replaces are collected with it. */
+static void push_new_cache(lua_State *L) {
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
 }
 
 /* The per-state client that ghl.get_message uses for these options, so a
@@ -266,9 +273,7 @@ static ghl_client *default_client(lua_State *L, const ghl_options *o) {
     lua_getfield(L, LUA_REGISTRYINDEX, REG_CACHE);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
+        push_new_cache(L);
     }
     cache = lua_gettop(L);
     push_cache_key(L, o);
@@ -280,11 +285,8 @@ static ghl_client *default_client(lua_State *L, const ghl_options *o) {
         lua_rawgeti(L, cache, 0);
         n = lua_tointeger(L, -1);
         lua_pop(L, 1);
-        if (n >= CACHE_MAX) {
-            /* start afresh: the old clients are collected with the old table */
-            lua_newtable(L);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
+        if (n >= CACHE_MAX) { /* start afresh */
+            push_new_cache(L);
             lua_replace(L, cache);
             n = 0;
         }

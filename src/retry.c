@@ -6,16 +6,21 @@
 
 /* A 401 whose message is "Command timed out" is the gateway timing out, not
  * the token failing: look for "message" : "Command timed out" in the body. */
+static const char *skip_json_space(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p;
+}
+
 static int command_timed_out(const ghl_transfer *t) {
     static const char key[] = "\"message\"", value[] = "\"Command timed out\"";
     const char *p = t->body.data, *end = p + t->body.len;
     if (p == NULL) return 0;
     for (; end - p >= (long)(sizeof key - 1); p++) {
-        const char *v = p + sizeof key - 1;
+        const char *v;
         if (memcmp(p, key, sizeof key - 1) != 0) continue;
-        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) v++;
+        v = skip_json_space(p + sizeof key - 1, end);
         if (v >= end || *v++ != ':') continue;
-        while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) v++;
+        v = skip_json_space(v, end);
         if (end - v >= (long)(sizeof value - 1) && memcmp(v, value, sizeof value - 1) == 0)
             return 1;
     }
