@@ -84,8 +84,8 @@ describe("connection reuse", function()
     end)
 
     it("opens a second connection for other options and keeps both", function()
-      local a = h.opts { retries = 0, timeout = 12 }
-      local b = h.opts { retries = 0, timeout = 13 }
+      local a = h.opts { retries = 0, user_agent = "ghl-spec-a" }
+      local b = h.opts { retries = 0, user_agent = "ghl-spec-b" }
       local plan = { a, a, b, b, a, b, a }
       local ids = {}
       for i, o in ipairs(plan) do

@@ -1,122 +1,33 @@
-/* client:get_messages(ids [, opts]): many messages over one libcurl multi
- * handle, up to `concurrency` at once (HTTP/2 multiplexing where offered),
- * within the rate limit the server reports, with the same retry rules as
- * get_message for each id. libcurl is driven from here; Lua is touched only
- * between libcurl calls, to store finished results. */
+#include "batch.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
-#include "decode.h"
 #include "retry.h"
 
-enum { ITEM_QUEUED, ITEM_RUNNING, ITEM_WAITING, ITEM_DONE };
+enum { JOB_QUEUED, JOB_RUNNING, JOB_WAITING, JOB_DONE };
 
-typedef struct batch_item {
-    const char *id; /* a string in the ids table, which stays on the stack */
-    size_t len;
-    int state;
-    int attempts;
-    double due; /* ITEM_WAITING: when to try again */
-} batch_item;
+/* With transfers running, look at the clock at least this often. */
+#define MAX_POLL_SECONDS 1.0
 
-/* What the server has said of its rate-limit window. */
-typedef struct window {
-    long remaining;      /* the lowest X-RateLimit-Remaining seen in it; < 0: unknown */
-    long max;            /* X-RateLimit-Max, what a fresh window holds; < 0: unknown */
-    double interval;     /* seconds */
-    double started;      /* when the first figure for it came */
-    double paused_until; /* remaining reached 0: start nothing before then */
-} window;
-
-typedef struct batch {
-    ghl_client *c;
-    const ghl_options *call;
-    batch_item *items;
-    int count, next_fresh, done, running, waiting;
-    window win;
-    int messages, failures; /* result tables on the stack */
-} batch;
-
-void ghl_batch_release(ghl_client *c) {
-    int i;
-    for (i = 0; i < c->pool_size; i++) {
-        if (c->multi != NULL) curl_multi_remove_handle(c->multi, c->pool[i]->easy);
-        ghl_transfer_cleanup(c->pool[i]);
-        free(c->pool[i]);
-        c->pool[i] = NULL;
-    }
-    c->pool_size = 0;
-    if (c->multi != NULL) curl_multi_cleanup(c->multi);
-    c->multi = NULL;
+void ghl_batch_init(ghl_batch *b, const ghl_transport_config *cfg, unsigned long seed) {
+    memset(b, 0, sizeof *b);
+    b->config = cfg;
+    b->rng = seed;
 }
 
-/* Makes sure the client has a multi handle and n transfers, all idle; raises
- * on failure (whatever was made stays owned by the client). */
-static void ensure_pool(lua_State *L, ghl_client *c, int n) {
-    int i;
-    if (c->multi == NULL) {
-        c->multi = curl_multi_init();
-        if (c->multi == NULL) luaL_error(L, "ghl: libcurl could not make a multi handle");
-        curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    }
-    /* a previous call cut short by an error may have left transfers attached */
-    for (i = 0; i < c->pool_size; i++) {
-        curl_multi_remove_handle(c->multi, c->pool[i]->easy);
-        c->pool[i]->item = NULL;
-    }
-    while (c->pool_size < n) {
-        ghl_transfer *t = calloc(1, sizeof *t);
-        if (t == NULL) luaL_error(L, "ghl: out of memory");
-        if (ghl_transfer_init(t, &c->config) != 0) {
-            free(t);
-            luaL_error(L, "ghl: libcurl could not make a handle");
-        }
-        c->pool[c->pool_size++] = t;
-    }
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)n);
-}
-
-/* Reads ids (checked, duplicates dropped) into a userdata array on the stack. */
-static batch_item *read_ids(lua_State *L, int idx, int *count) {
-    int i, n, unique = 0;
-    batch_item *items;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    n = (int)lua_rawlen(L, idx);
-    items = lua_newuserdata(L, (size_t)(n > 0 ? n : 1) * sizeof *items);
-    lua_createtable(L, 0, n); /* seen ids */
-    for (i = 1; i <= n; i++) {
-        size_t len;
-        const char *id;
-        lua_rawgeti(L, idx, i);
-        id = ghl_check_id(L, -1, &len);
-        lua_pushvalue(L, -1);
-        lua_rawget(L, -3);
-        if (lua_isnil(L, -1)) {
-            lua_pushvalue(L, -2);
-            lua_pushboolean(L, 1);
-            lua_rawset(L, -5);
-            memset(&items[unique], 0, sizeof items[unique]);
-            items[unique].id = id; /* kept alive by the ids table */
-            items[unique].len = len;
-            unique++;
-        }
-        lua_pop(L, 2);
-    }
-    lua_pop(L, 1);
-    *count = unique;
-    return items;
-}
+/* ---- the rate-limit window ---- */
 
 /* Whether the window's count is known and its interval has not run out. */
-static int window_current(const window *w, double now) {
+static int window_current(const ghl_window *w, double now) {
     return w->remaining >= 0 && now < w->started + w->interval;
 }
 
 /* Takes in one response's figures. Responses on parallel connections arrive
- * in any order, so within a window only a lower count is news. */
-static void window_update(window *w, const ghl_ratelimit *rl, double now) {
+ * in any order, so within a window only a lower count is news. A pause at 0
+ * lasts the interval, but never longer than max_retry_delay: then the run
+ * goes on and lets the API answer 429. */
+static void window_take(ghl_window *w, const ghl_ratelimit *rl, double now, double max_delay) {
     int current;
     if (!(rl->present & GHL_RL_REMAINING)) return;
     if (rl->present & GHL_RL_MAX) w->max = rl->max;
@@ -124,144 +35,301 @@ static void window_update(window *w, const ghl_ratelimit *rl, double now) {
     current = window_current(w, now);
     if (!current) w->started = now;
     if (!current || rl->remaining < w->remaining) w->remaining = rl->remaining;
-    if (w->remaining == 0 && w->paused_until == 0) w->paused_until = now + w->interval;
+    if (w->remaining == 0 && w->paused_until == 0)
+        w->paused_until = now + (w->interval < max_delay ? w->interval : max_delay);
 }
 
-/* Whether one more request may start now, given those in flight. */
-static int window_allows(window *w, int running, double now) {
-    if (w->paused_until > 0) {
-        if (now < w->paused_until) return 0;
-        /* the window has turned over: a fresh one holds max */
-        w->paused_until = 0;
-        w->remaining = w->max;
-        w->started = now;
-    }
+/* Ends a pause that has run out: a fresh window holds max, if that is known
+ * and not 0 (else the count is unknown again). */
+static void window_turn_over(ghl_window *w, double now) {
+    if (w->paused_until == 0 || now < w->paused_until) return;
+    w->paused_until = 0;
+    w->remaining = w->max > 0 ? w->max : -1;
+    w->started = now;
+}
+
+/* Whether one more request may start, given those in flight. */
+static int window_has_room(const ghl_window *w, int running) {
+    if (w->paused_until > 0) return 0;
     return w->remaining < 0 || w->remaining - running > 0;
 }
 
-static batch_item *next_item(batch *b, double now) {
-    batch_item *best = NULL;
-    int i;
-    for (i = 0; b->waiting > 0 && i < b->count; i++) {
-        batch_item *it = &b->items[i];
-        if (it->state == ITEM_WAITING && it->due <= now && (best == NULL || it->due < best->due))
-            best = it;
-    }
-    if (best != NULL) {
-        b->waiting--;
-        return best;
-    }
-    while (b->next_fresh < b->count && b->items[b->next_fresh].state != ITEM_QUEUED) b->next_fresh++;
-    return b->next_fresh < b->count ? &b->items[b->next_fresh] : NULL;
+/* ---- the waiting jobs, a binary heap by due time ---- */
+
+static int due_before(const ghl_batch *b, int x, int y) {
+    return b->jobs[b->heap[x]].due < b->jobs[b->heap[y]].due;
 }
 
-static void start_transfers(batch *b, double now) {
-    ghl_client *c = b->c;
-    int i;
-    for (i = 0; i < c->pool_size && b->running < b->call->concurrency; i++) {
-        ghl_transfer *t = c->pool[i];
-        batch_item *it;
-        if (t->item != NULL) continue;
-        if (!window_allows(&b->win, b->running, now)) return;
-        it = next_item(b, now);
-        if (it == NULL) return;
-        ghl_transfer_prepare(t, ghl_client_url(c, it->id, it->len), ghl_ms(b->call->timeout),
-                             ghl_ms(b->call->connect_timeout));
-        t->item = it;
-        it->state = ITEM_RUNNING;
-        it->attempts++;
-        b->running++;
-        curl_multi_add_handle(c->multi, t->easy);
+static void heap_swap(ghl_batch *b, int x, int y) {
+    int t = b->heap[x];
+    b->heap[x] = b->heap[y];
+    b->heap[y] = t;
+}
+
+static void heap_push(ghl_batch *b, int job) {
+    int i = b->heap_len++;
+    b->heap[i] = job;
+    while (i > 0 && due_before(b, i, (i - 1) / 2)) {
+        heap_swap(b, i, (i - 1) / 2);
+        i = (i - 1) / 2;
     }
 }
 
-static void finish_transfer(lua_State *L, batch *b, ghl_transfer *t, CURLcode code, double now) {
-    ghl_client *c = b->c;
-    batch_item *it = t->item;
-    curl_multi_remove_handle(c->multi, t->easy);
-    ghl_transfer_finish(t);
-    t->item = NULL;
-    b->running--;
-    if (t->status > 0) window_update(&b->win, &t->ratelimit, now);
-
-    if (it->attempts <= b->call->retries && ghl_retry_wanted(code, t)) {
-        it->state = ITEM_WAITING;
-        it->due = now + ghl_retry_delay(t, it->attempts, c->max_retry_delay, &c->rng);
-        b->waiting++;
-        return;
+static int heap_pop(ghl_batch *b) {
+    int top = b->heap[0], i = 0;
+    b->heap[0] = b->heap[--b->heap_len];
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < b->heap_len && due_before(b, l, m)) m = l;
+        if (r < b->heap_len && due_before(b, r, m)) m = r;
+        if (m == i) break;
+        heap_swap(b, i, m);
+        i = m;
     }
-    it->state = ITEM_DONE;
+    return top;
+}
+
+/* ---- the engine ---- */
+
+/* A multi handle and n transfers, all idle. */
+static CURLcode ensure_pool(ghl_batch *b, int n) {
+    if (b->multi == NULL) {
+        b->multi = curl_multi_init();
+        if (b->multi == NULL) return CURLE_OUT_OF_MEMORY;
+        if (curl_multi_setopt(b->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK)
+            return CURLE_FAILED_INIT;
+    }
+    while (b->pool_size < n) {
+        CURLcode code;
+        ghl_transfer *t = calloc(1, sizeof *t);
+        if (t == NULL) return CURLE_OUT_OF_MEMORY;
+        code = ghl_transfer_init(t, b->config);
+        if (code != CURLE_OK) {
+            free(t);
+            return code;
+        }
+        b->pool[b->pool_size++] = t;
+        /* keep as many idle connections as transfers may use */
+        curl_multi_setopt(b->multi, CURLMOPT_MAXCONNECTS, (long)b->pool_size);
+    }
+    return CURLE_OK;
+}
+
+CURLcode ghl_batch_start(ghl_batch *b, ghl_job *jobs, int *heap, int count, const ghl_run_settings *s) {
+    int i, n = s->concurrency < count ? s->concurrency : count;
+    double now = ghl_now();
+    CURLcode code;
+    ghl_batch_end(b);
+    for (i = 0; i < count; i++) {
+        jobs[i].state = JOB_QUEUED;
+        jobs[i].attempts = 0;
+        jobs[i].due = 0;
+    }
+    b->jobs = jobs;
+    b->heap = heap;
+    b->count = count;
+    b->settings = *s;
+    memset(&b->window, 0, sizeof b->window);
+    b->window.remaining = b->window.max = -1;
+    b->window.interval = 10.0;
+    /* the last response may already have told the count */
+    if (s->paced && b->last_at > 0) {
+        window_take(&b->window, &b->last_ratelimit, b->last_at, s->max_retry_delay);
+        if (!window_current(&b->window, now) && b->window.paused_until == 0)
+            b->window.remaining = -1; /* too old to trust */
+    }
+    code = ensure_pool(b, n > 0 ? n : 1);
+    if (code != CURLE_OK) ghl_batch_end(b);
+    return code;
+}
+
+/* Finishes job with a failure of the engine itself. */
+static ghl_job *fail_job(ghl_batch *b, ghl_job *job, const char *why, const char *detail) {
+    ghl_response *r = &b->fatal_response;
+    ghl_buffer body = r->body;
+    memset(r, 0, sizeof *r);
+    r->body = body;
+    r->body.len = 0;
+    r->retry_after = -1;
+    r->failure = GHL_FAIL_SETUP;
+    strncpy(r->error, why, sizeof r->error - 1);
+    strncat(r->error, detail, sizeof r->error - strlen(r->error) - 1);
+    job->state = JOB_DONE;
     b->done++;
-    lua_pushlstring(L, it->id, it->len);
-    ghl_client_url(c, it->id, it->len);
-    ghl_client_push_outcome(L, c, t, code, it->attempts, c->url + c->base_len);
-    if (!lua_isnil(L, -3)) { /* id, message, nil, info */
-        lua_pop(L, 2);
-        lua_rawset(L, b->messages);
-    } else { /* id, nil, errmsg, info */
-        lua_insert(L, -2);
-        lua_setfield(L, -2, "errmsg");
-        lua_remove(L, -2);
-        lua_rawset(L, b->failures);
+    return job;
+}
+
+/* The next job to start: a retry that has fallen due, else a fresh one. */
+static ghl_job *take_next_job(ghl_batch *b, double now) {
+    if (b->heap_len > 0 && b->jobs[b->heap[0]].due <= now) return &b->jobs[heap_pop(b)];
+    while (b->next_fresh < b->count && b->jobs[b->next_fresh].state != JOB_QUEUED) b->next_fresh++;
+    return b->next_fresh < b->count ? &b->jobs[b->next_fresh] : NULL;
+}
+
+static size_t write_url(ghl_batch *b, const ghl_request *r) {
+    size_t n = strlen(b->config->base_url);
+    if (n > sizeof b->url - GHL_MAX_PATH) n = sizeof b->url - GHL_MAX_PATH;
+    memcpy(b->url, b->config->base_url, n);
+    return n + ghl_request_path(r, b->url + n);
+}
+
+/* Starts what may start now. Returns a job that could not be set up (it is
+ * finished), or NULL. */
+static ghl_job *start_transfers(ghl_batch *b, double now) {
+    int i;
+    if (b->settings.paced) window_turn_over(&b->window, now);
+    for (i = 0; i < b->pool_size && b->running < b->settings.concurrency; i++) {
+        ghl_transfer *t = b->pool[i];
+        ghl_job *job;
+        CURLcode code;
+        CURLMcode mcode;
+        if (t->job != NULL) continue;
+        if (b->settings.paced && !window_has_room(&b->window, b->running)) return NULL;
+        job = take_next_job(b, now);
+        if (job == NULL) return NULL;
+        job->attempts++;
+        write_url(b, &job->request);
+        code = ghl_transfer_prepare(t, b->url, b->settings.timeout_ms, b->settings.connect_timeout_ms);
+        if (code != CURLE_OK) return fail_job(b, job, "could not set up the request: ", curl_easy_strerror(code));
+        mcode = curl_multi_add_handle(b->multi, t->easy);
+        if (mcode != CURLM_OK) return fail_job(b, job, "could not start the request: ", curl_multi_strerror(mcode));
+        t->job = job;
+        job->state = JOB_RUNNING;
+        b->running++;
     }
+    return NULL;
+}
+
+/* A transfer is done: the job finishes, or waits for its retry. Returns
+ * whether it finished. */
+static int transfer_done(ghl_batch *b, ghl_transfer *t, CURLcode code, double now) {
+    ghl_job *job = t->job;
+    const ghl_response *r = &t->response;
+    curl_multi_remove_handle(b->multi, t->easy);
+    ghl_transfer_finish(t, code);
+    b->running--;
+    if (r->status > 0) {
+        b->last_ratelimit = r->ratelimit;
+        b->last_at = now;
+        if (b->settings.paced) window_take(&b->window, &r->ratelimit, now, b->settings.max_retry_delay);
+    }
+    if (job->attempts <= b->settings.retries && ghl_retry_wanted(r, job->request.endpoint->repeat_safe)) {
+        job->state = JOB_WAITING;
+        job->due = now + ghl_retry_delay(r, job->attempts, b->settings.max_retry_delay, &b->rng);
+        heap_push(b, (int)(job - b->jobs));
+        t->job = NULL;
+        return 0;
+    }
+    job->state = JOB_DONE;
+    b->done++;
+    b->handed = t; /* stays busy while the caller reads its response */
+    return 1;
 }
 
 /* How long to wait for something to do, in ms: a retry falling due, the
- * window turning over, or (with transfers running) at most a second. */
-static int wait_ms(const batch *b, double now) {
-    double until = now + 1.0;
-    int i;
-    for (i = 0; b->waiting > 0 && i < b->count; i++)
-        if (b->items[i].state == ITEM_WAITING && b->items[i].due < until) until = b->items[i].due;
-    if (b->win.paused_until > 0 && b->win.paused_until < until) until = b->win.paused_until;
+ * window turning over, or (with transfers running) at most a second. Each
+ * of those is at most max_retry_delay away. */
+static int wait_ms(const ghl_batch *b, double now) {
+    double until = now + MAX_POLL_SECONDS;
+    if (b->heap_len > 0 && b->jobs[b->heap[0]].due < until) until = b->jobs[b->heap[0]].due;
+    if (b->window.paused_until > 0 && b->window.paused_until < until) until = b->window.paused_until;
     if (until <= now) return 0;
     return (int)((until - now) * 1000.0) + 1;
 }
 
-int ghl_client_get_messages(lua_State *L) {
-    ghl_client *c = ghl_client_check(L, 1);
-    ghl_options call;
-    batch b;
-    double now;
+/* After the multi handle failed: every job not yet finished fails. */
+static ghl_job *fail_the_rest(ghl_batch *b) {
+    int i;
+    for (i = 0; i < b->pool_size; i++) {
+        ghl_transfer *t = b->pool[i];
+        if (t->job == NULL) continue;
+        curl_multi_remove_handle(b->multi, t->easy);
+        ((ghl_job *)t->job)->state = JOB_QUEUED;
+        t->job = NULL;
+    }
+    b->running = 0;
+    b->heap_len = 0;
+    for (i = 0; i < b->count; i++)
+        if (b->jobs[i].state != JOB_DONE)
+            return fail_job(b, &b->jobs[i], "the transfer engine failed: ", curl_multi_strerror(b->fatal));
+    return NULL;
+}
 
-    lua_settop(L, 3); /* opts may be absent: keep slot 3 for it */
-    memset(&b, 0, sizeof b);
-    b.items = read_ids(L, 2, &b.count);
-    ghl_client_call_options(L, c, 3, &call, GHL_OPT_PER_CALL | GHL_OPT_BATCH);
-    b.c = c;
-    b.call = &call;
-    lua_newtable(L);
-    b.messages = lua_gettop(L);
-    lua_newtable(L);
-    b.failures = lua_gettop(L);
-    if (b.count == 0) return 2;
-
-    /* the client's last response may already have told the count */
-    now = ghl_now();
-    b.win.remaining = b.win.max = -1;
-    b.win.interval = 10.0;
-    if (c->last_ratelimit_at > 0) window_update(&b.win, &c->last_ratelimit, c->last_ratelimit_at);
-    if (!window_current(&b.win, now) && b.win.paused_until == 0)
-        b.win.remaining = -1; /* too old to trust */
-
-    ensure_pool(L, c, call.concurrency < b.count ? call.concurrency : b.count);
-    while (b.done < b.count) {
+ghl_job *ghl_batch_next(ghl_batch *b, ghl_response **response) {
+    if (b->handed != NULL) {
+        b->handed->job = NULL;
+        b->handed = NULL;
+    }
+    while (b->done < b->count) {
         CURLMsg *msg;
-        int left, still_running, finished = 0;
-        start_transfers(&b, ghl_now());
-        curl_multi_perform(c->multi, &still_running);
-        while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+        CURLMcode mcode;
+        ghl_job *failed;
+        int left, still_running, progressed = 0;
+        double now = ghl_now();
+        if (b->fatal) {
+            *response = &b->fatal_response;
+            return fail_the_rest(b);
+        }
+        if ((failed = start_transfers(b, now)) != NULL) {
+            *response = &b->fatal_response;
+            return failed;
+        }
+        mcode = curl_multi_perform(b->multi, &still_running);
+        if (mcode != CURLM_OK) {
+            b->fatal = (int)mcode;
+            continue;
+        }
+        while ((msg = curl_multi_info_read(b->multi, &left)) != NULL) {
             ghl_transfer *t = NULL;
             if (msg->msg != CURLMSG_DONE) continue;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-            finish_transfer(L, &b, t, msg->data.result, ghl_now());
-            finished++;
+            progressed = 1;
+            if (transfer_done(b, t, msg->data.result, ghl_now())) {
+                *response = &t->response;
+                return t->job;
+            }
         }
-        if (b.done == b.count) break;
-        if (finished > 0) continue; /* refill the freed slots before any wait */
+        if (progressed) continue; /* refill the freed slots before any wait */
         now = ghl_now();
-        if (b.running > 0) curl_multi_poll(c->multi, NULL, 0, wait_ms(&b, now), NULL);
-        else ghl_sleep(wait_ms(&b, now) / 1000.0);
+        if (b->running > 0) {
+            mcode = curl_multi_poll(b->multi, NULL, 0, wait_ms(b, now), NULL);
+            if (mcode != CURLM_OK) b->fatal = (int)mcode;
+        } else {
+            ghl_sleep(wait_ms(b, now) / 1000.0);
+        }
     }
-    return 2;
+    return NULL;
+}
+
+void ghl_batch_end(ghl_batch *b) {
+    int i;
+    for (i = 0; i < b->pool_size; i++) {
+        ghl_transfer *t = b->pool[i];
+        if (t->job != NULL && b->multi != NULL) curl_multi_remove_handle(b->multi, t->easy);
+        t->job = NULL;
+    }
+    b->handed = NULL;
+    b->jobs = NULL;
+    b->heap = NULL;
+    b->count = b->done = b->running = b->heap_len = b->next_fresh = 0;
+    b->fatal = 0;
+}
+
+void ghl_batch_free(ghl_batch *b) {
+    int i;
+    ghl_batch_end(b);
+    for (i = 0; i < b->pool_size; i++) {
+        ghl_transfer_cleanup(b->pool[i]);
+        free(b->pool[i]);
+        b->pool[i] = NULL;
+    }
+    b->pool_size = 0;
+    if (b->multi != NULL) curl_multi_cleanup(b->multi);
+    b->multi = NULL;
+    ghl_response_free(&b->fatal_response);
+}
+
+void ghl_batch_forget_connections(ghl_batch *b) {
+    ghl_sockets_orphan(b->config->sockets);
+    ghl_batch_free(b);
 }

@@ -1,345 +1,433 @@
 #include "client.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "decode.h"
-#include "retry.h"
+#include "request.h"
+#include "shape.h"
 
 #define REG_CACHE "ghl.default_clients"
 #define CACHE_MAX 16
 
-double ghl_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+/* ---- life cycle ---- */
 
-static char *copy_string(const char *s) {
-    char *c;
-    size_t n;
-    if (s == NULL) return NULL;
-    n = strlen(s) + 1;
-    c = malloc(n);
-    if (c != NULL) memcpy(c, s, n);
-    return c;
-}
-
+/* Frees every resource; safe on a client that was only partly built. */
 static void release(ghl_client *c) {
     if (c->closed) return;
     c->closed = 1;
-    ghl_batch_release(c);
-    ghl_transfer_cleanup(&c->transfer);
-    curl_slist_free_all(c->config.headers);
-    free((char *)c->config.user_agent);
-    free((char *)c->config.cainfo);
-    free((char *)c->config.proxy);
-    free(c->url);
-    memset(&c->config, 0, sizeof c->config);
-    c->url = NULL;
+    c->close_pending = 0;
+    ghl_batch_free(&c->batch);
+    ghl_sockets_free(&c->sockets);
+    curl_slist_free_all(c->transport.headers);
+    c->transport.headers = NULL;
+    ghl_secrets_free(&c->secrets);
+    ghl_options_free(&c->options);
 }
 
-/* Appends "Name: value" to the header list; NULL when memory runs out
- * (the old list is then freed). */
-static struct curl_slist *add_header(struct curl_slist *list, const char *name,
-                                     const char *value, int *ok) {
-    struct curl_slist *grown;
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
-    if (line == NULL) {
-        *ok = 0;
-        return list;
+/* Closes now, or when the call it is in ends. */
+static void close_client(ghl_client *c) {
+    if (c->busy) c->close_pending = 1;
+    else release(c);
+}
+
+/* Every request's header lines; NULL when memory runs out. */
+static struct curl_slist *make_header_list(const ghl_options *o) {
+    ghl_header h[GHL_MAX_HEADERS];
+    struct curl_slist *list = NULL;
+    int i, n = ghl_request_headers(o, h);
+    for (i = 0; i < n; i++) {
+        struct curl_slist *grown;
+        size_t len = strlen(h[i].name) + strlen(h[i].prefix) + strlen(h[i].value) + 3;
+        char *line = malloc(len);
+        if (line == NULL) break;
+        snprintf(line, len, "%s: %s%s", h[i].name, h[i].prefix, h[i].value);
+        grown = curl_slist_append(list, line);
+        memset(line, 0, len); /* the Authorization line holds the token */
+        free(line);
+        if (grown == NULL) break;
+        list = grown;
     }
-    strcpy(line, name);
-    strcat(line, ": ");
-    strcat(line, value);
-    grown = curl_slist_append(list, line);
-    /* the Authorization line holds the token: wipe the scratch copy */
-    memset(line, 0, n);
-    free(line);
-    if (grown == NULL) *ok = 0;
-    return grown ? grown : list;
+    if (i < n) {
+        curl_slist_free_all(list);
+        return NULL;
+    }
+    return list;
 }
 
-ghl_client *ghl_client_new(lua_State *L, const ghl_options *o) {
-    int ok = 1;
-    char *auth;
+/* Pushes a new client made from checked options (token included). */
+static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     ghl_client *c = lua_newuserdata(L, sizeof *c);
     memset(c, 0, sizeof *c);
-    c->closed = 1; /* nothing to free until everything below is in place */
+    c->closed = 1; /* nothing to free until the metatable is set */
     luaL_setmetatable(L, GHL_CLIENT_MT);
-
-    c->base_len = o->base_url_len;
-    c->url = malloc(o->base_url_len + sizeof GHL_MESSAGE_PATH + GHL_MAX_ID_LEN + 1);
-    c->config.user_agent = copy_string(o->user_agent);
-    c->config.cainfo = copy_string(o->cainfo);
-    c->config.proxy = copy_string(o->proxy);
-    auth = malloc(strlen(o->token) + sizeof "Bearer ");
-    if (auth != NULL) {
-        strcpy(auth, "Bearer ");
-        strcat(auth, o->token);
-        c->config.headers = add_header(NULL, "Authorization", auth, &ok);
-        memset(auth, 0, strlen(auth));
-        free(auth);
-    } else {
-        ok = 0;
-    }
-    c->config.headers = add_header(c->config.headers, "Version", o->version, &ok);
-    c->config.headers = add_header(c->config.headers, "Accept", "application/json", &ok);
-    c->config.ssl_verify = o->ssl_verify;
-    c->config.https = strncmp(o->base_url, "https://", 8) == 0;
-    c->config.max_body = o->max_body_size;
     c->closed = 0;
-    if (!ok || c->url == NULL || c->config.user_agent == NULL ||
-        (o->cainfo && !c->config.cainfo) || (o->proxy && !c->config.proxy)) {
+    c->options = *o;
+    if (ghl_options_own(&c->options) != 0 ||
+        ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
+        (c->transport.headers = make_header_list(&c->options)) == NULL) {
         release(c);
         luaL_error(L, "ghl: out of memory");
     }
-    if (ghl_transfer_init(&c->transfer, &c->config) != 0) {
-        release(c);
-        luaL_error(L, "ghl: libcurl could not make a handle");
-    }
-    memcpy(c->url, o->base_url, o->base_url_len);
-    memcpy(c->url + c->base_len, GHL_MESSAGE_PATH, sizeof GHL_MESSAGE_PATH);
-    c->timeout = o->timeout;
-    c->connect_timeout = o->connect_timeout;
-    c->max_retry_delay = o->max_retry_delay;
-    c->retries = o->retries;
-    c->convert_enums = o->convert_enums;
-    c->rng = (unsigned long)time(NULL) ^ (unsigned long)(size_t)c;
+    c->transport.base_url = c->options.base_url;
+    c->transport.cainfo = c->options.cainfo;
+    c->transport.proxy = c->options.proxy;
+    c->transport.ssl_verify = c->options.ssl_verify;
+    c->transport.https = strncmp(c->options.base_url, "https://", 8) == 0;
+    c->transport.max_body = c->options.max_body_size;
+    c->transport.secrets = &c->secrets;
+    c->transport.sockets = &c->sockets;
+    ghl_batch_init(&c->batch, &c->transport, (unsigned long)time(NULL) ^ (unsigned long)(size_t)c);
+    c->pid = getpid();
     return c;
 }
 
-ghl_client *ghl_client_check(lua_State *L, int idx) {
+static ghl_client *check_open(lua_State *L, int idx) {
     ghl_client *c = luaL_checkudata(L, idx, GHL_CLIENT_MT);
-    if (c->closed) luaL_error(L, "ghl: the client is closed");
+    if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     return c;
 }
 
-const char *ghl_client_url(ghl_client *c, const char *id, size_t idlen) {
-    char *at = c->url + c->base_len + sizeof GHL_MESSAGE_PATH - 1;
-    memcpy(at, id, idlen);
-    at[idlen] = '\0';
-    return c->url;
+/* ---- calls ---- */
+
+/* What a protected call needs; lives on the C stack of the method. */
+typedef struct call {
+    ghl_client *c;
+    ghl_run_settings settings;
+    ghl_job job;       /* get_message */
+    int pass;          /* a stack index whose value fn gets as its second argument; 0: none */
+    int seen;          /* get_messages: our own table of the ids */
+} call;
+
+static void fill_settings(ghl_run_settings *s, const ghl_options *o, int concurrency, int paced) {
+    s->concurrency = concurrency;
+    s->retries = o->retries;
+    s->timeout_ms = ghl_ms(o->timeout);
+    s->connect_timeout_ms = ghl_ms(o->connect_timeout);
+    s->max_retry_delay = o->max_retry_delay;
+    s->paced = paced;
 }
 
-void ghl_client_push_outcome(lua_State *L, ghl_client *c, ghl_transfer *t, CURLcode code,
-                             int attempts, const char *path) {
-    ghl_outcome o;
-    int responded = t->status > 0;
-    /* the last response's figures; one without the headers clears them */
-    if (responded) {
-        c->last_ratelimit = t->ratelimit;
-        c->last_ratelimit_at = ghl_now();
-    }
-    if (t->out_of_memory) luaL_error(L, "ghl: out of memory");
-    memset(&o, 0, sizeof o);
-    o.code = code;
-    o.too_large = t->too_large;
-    o.max_body = t->max_body;
-    o.status = t->status;
-    o.body = t->body.data;
-    o.body_len = t->body.len;
-    o.curl_error = t->error;
-    o.ratelimit = responded ? &t->ratelimit : NULL;
-    o.retry_after = t->retry_after;
-    o.attempts = attempts;
-    o.path = path;
-    o.convert_enums = c->convert_enums;
-    ghl_push_outcome(L, &o);
+static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, int count,
+                        const ghl_run_settings *s) {
+    CURLcode code = ghl_batch_start(&c->batch, jobs, heap, count, s);
+    if (code == CURLE_OUT_OF_MEMORY) luaL_error(L, "ghl: out of memory");
+    if (code != CURLE_OK) luaL_error(L, "ghl: libcurl could not make a handle: %s", curl_easy_strerror(code));
 }
 
-/* The request with retries; pushes the three returns. */
-static int fetch(lua_State *L, ghl_client *c, const char *id, size_t idlen,
-                 const ghl_options *call) {
-    const char *url = ghl_client_url(c, id, idlen);
-    const char *path = url + c->base_len;
-    long timeout_ms = ghl_ms(call->timeout), connect_ms = ghl_ms(call->connect_timeout);
-    int attempt = 0;
-    CURLcode code;
-    for (;;) {
-        attempt++;
-        code = ghl_transfer_perform(&c->transfer, url, timeout_ms, connect_ms);
-        if (attempt > call->retries || !ghl_retry_wanted(code, &c->transfer)) break;
-        ghl_sleep(ghl_retry_delay(&c->transfer, attempt, c->max_retry_delay, &c->rng));
-    }
-    ghl_client_push_outcome(L, c, &c->transfer, code, attempt, path);
+/* Shapes a finished job's response: pushes the three returns. */
+static void push_result(lua_State *L, ghl_client *c, const ghl_job *job, ghl_response *r) {
+    ghl_shape s;
+    if (r->out_of_memory || ghl_redact_buffer(&r->body, &c->secrets) != 0) luaL_error(L, "ghl: out of memory");
+    s.request = &job->request;
+    s.response = r;
+    s.attempts = job->attempts;
+    s.convert_enums = c->options.convert_enums;
+    ghl_shape_push(L, &s);
+}
+
+static int run_get_message(lua_State *L) {
+    call *x = lua_touserdata(L, 1);
+    ghl_response *r = NULL;
+    int heap;
+    ghl_job *job;
+    start_batch(L, x->c, &x->job, &heap, 1, &x->settings);
+    job = ghl_batch_next(&x->c->batch, &r);
+    push_result(L, x->c, job, r);
     return 3;
 }
 
-void ghl_client_call_options(lua_State *L, ghl_client *c, int idx, ghl_options *o, int allowed) {
-    ghl_options_defaults(o);
-    o->timeout = c->timeout;
-    o->connect_timeout = c->connect_timeout;
-    o->retries = c->retries;
-    ghl_options_read(L, idx, o, allowed);
+static int run_get_messages(lua_State *L) {
+    call *x = lua_touserdata(L, 1);
+    ghl_client *c = x->c;
+    int i, count = 0, messages, failures;
+    ghl_job *jobs, *job;
+    int *heap;
+    ghl_response *r;
+    const int ids = 2;
+    size_t n = lua_rawlen(L, ids);
+    /* our own table of the ids, so that no Lua code can take a string away mid-call */
+    lua_createtable(L, 0, (int)n);
+    x->seen = lua_gettop(L);
+    jobs = lua_newuserdata(L, (n > 0 ? n : 1) * (sizeof *jobs + sizeof *heap));
+    heap = (int *)(jobs + (n > 0 ? n : 1));
+    for (i = 1; i <= (int)n; i++) {
+        size_t len;
+        const char *id;
+        lua_rawgeti(L, ids, i);
+        id = lua_tolstring(L, -1, &len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, x->seen);
+        if (lua_isnil(L, -1)) {
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, x->seen);
+            memset(&jobs[count], 0, sizeof jobs[count]);
+            jobs[count].request.endpoint = &ghl_get_message_endpoint;
+            jobs[count].request.args[0] = id; /* kept alive as a key of `seen` */
+            jobs[count].request.arg_len[0] = len;
+            count++;
+        }
+        lua_pop(L, 2);
+    }
+    lua_newtable(L);
+    messages = lua_gettop(L);
+    lua_newtable(L);
+    failures = lua_gettop(L);
+    if (count == 0) return 2;
+    start_batch(L, c, jobs, heap, count, &x->settings);
+    while ((job = ghl_batch_next(&c->batch, &r)) != NULL) {
+        lua_pushlstring(L, job->request.args[0], job->request.arg_len[0]);
+        push_result(L, c, job, r);
+        if (!lua_isnil(L, -3)) { /* id, message, nil, info */
+            lua_pop(L, 2);
+            lua_rawset(L, messages);
+        } else { /* id, nil, errmsg, info */
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "errmsg");
+            lua_remove(L, -2);
+            lua_rawset(L, failures);
+        }
+    }
+    return 2;
+}
+
+/* Runs fn(x) with the client marked busy. Whatever happens inside, even an
+ * error raised by Lua code that ran meanwhile, the transfers are taken off,
+ * the client is free again (closed, if close was asked for meanwhile), and
+ * only then does the error go on. Returns the number of results. */
+static int call_busy(lua_State *L, ghl_client *c, lua_CFunction fn, call *x) {
+    int status, base = lua_gettop(L);
+    pid_t pid = getpid();
+    if (c->busy) luaL_error(L, "ghl: the client is busy");
+    if (c->pid != pid) { /* after fork(): the connections are the parent's */
+        ghl_batch_forget_connections(&c->batch);
+        c->pid = pid;
+    }
+    x->c = c;
+    c->busy = 1;
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, x);
+    if (x->pass) lua_pushvalue(L, x->pass);
+    status = lua_pcall(L, x->pass ? 2 : 1, LUA_MULTRET, 0);
+    ghl_batch_end(&c->batch);
+    c->busy = 0;
+    if (c->close_pending) release(c);
+    if (status != 0) lua_error(L);
+    return lua_gettop(L) - base;
+}
+
+/* A call's options: the client's, with the per-call table at idx over them. */
+static void read_call_options(lua_State *L, const ghl_client *c, int idx, ghl_options *o, int scopes) {
+    *o = c->options;
+    ghl_options_read(L, idx, o, scopes);
 }
 
 /* client:get_message(id [, opts]) */
 static int client_get_message(lua_State *L) {
-    ghl_client *c = ghl_client_check(L, 1);
-    size_t idlen;
-    const char *id = ghl_check_id(L, 2, &idlen);
-    ghl_options call;
-    ghl_client_call_options(L, c, 3, &call, GHL_OPT_PER_CALL);
-    return fetch(L, c, id, idlen, &call);
+    ghl_client *c = check_open(L, 1);
+    ghl_options o;
+    call x;
+    memset(&x, 0, sizeof x);
+    x.job.request.endpoint = &ghl_get_message_endpoint;
+    x.job.request.args[0] = ghl_check_id(L, 2, &x.job.request.arg_len[0]);
+    read_call_options(L, c, 3, &o, GHL_SCOPE_CALL);
+    fill_settings(&x.settings, &o, 1, 0);
+    return call_busy(L, c, run_get_message, &x);
+}
+
+/* client:get_messages(ids [, opts]) */
+static int client_get_messages(lua_State *L) {
+    ghl_client *c = check_open(L, 1);
+    ghl_options o;
+    call x;
+    int i, n;
+    lua_settop(L, 3);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    n = (int)lua_rawlen(L, 2);
+    for (i = 1; i <= n; i++) { /* an invalid id raises before anything is sent */
+        lua_rawgeti(L, 2, i);
+        ghl_check_id(L, -1, NULL);
+        lua_pop(L, 1);
+    }
+    read_call_options(L, c, 3, &o, GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    memset(&x, 0, sizeof x);
+    fill_settings(&x.settings, &o, o.concurrency, 1);
+    x.pass = 2; /* the ids */
+    return call_busy(L, c, run_get_messages, &x);
 }
 
 /* client:rate_limit() */
 static int client_rate_limit(lua_State *L) {
-    ghl_client *c = ghl_client_check(L, 1);
-    ghl_push_ratelimit(L, &c->last_ratelimit);
+    ghl_client *c = check_open(L, 1);
+    if (c->batch.last_at > 0) ghl_push_ratelimit(L, &c->batch.last_ratelimit);
+    else lua_pushnil(L);
     return 1;
 }
 
 /* client:close(), __gc and __close: one idempotent function. */
 static int client_close(lua_State *L) {
-    ghl_client *c = luaL_checkudata(L, 1, GHL_CLIENT_MT);
-    release(c);
+    close_client(luaL_checkudata(L, 1, GHL_CLIENT_MT));
     return 0;
 }
 
 static int client_tostring(lua_State *L) {
     ghl_client *c = luaL_checkudata(L, 1, GHL_CLIENT_MT);
-    if (c->closed) {
-        lua_pushfstring(L, "ghl.client (closed): %p", (void *)c);
-    } else {
-        lua_pushlstring(L, c->url, c->base_len);
-        lua_pushfstring(L, "ghl.client (%s): %p", lua_tostring(L, -1), (void *)c);
-    }
+    if (c->closed) lua_pushfstring(L, "ghl.client (closed): %p", (void *)c);
+    else lua_pushfstring(L, "ghl.client (%s%s): %p", c->options.base_url, c->busy ? ", busy" : "", (void *)c);
     return 1;
 }
 
-/* ghl.new(opts) */
+/* Reads the module-level options table at idx. */
+static void read_module_options(lua_State *L, int idx, ghl_options *o) {
+    ghl_options_defaults(o);
+    ghl_options_read(L, idx, o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
+    ghl_options_require_token(L, o);
+}
+
+/* ghl.new([opts]) */
 static int ghl_new(lua_State *L) {
     ghl_options o;
-    ghl_options_defaults(&o);
-    ghl_options_read(L, 1, &o, GHL_OPT_CLIENT | GHL_OPT_PER_CALL);
-    ghl_client_new(L, &o);
+    read_module_options(L, 1, &o);
+    new_client(L, &o);
     return 1;
 }
 
-/* Pushes a string that is the same for equal options and differs otherwise:
- * the numbers' bytes, then each string option ended by a NUL (absent: \1). */
-static void push_cache_key(lua_State *L, const ghl_options *o) {
-    struct {
-        double timeout, connect_timeout, max_retry_delay, max_body_size;
-        int retries, ssl_verify, convert_enums;
-    } numbers;
-    const char *strings[5];
-    luaL_Buffer b;
-    int i;
-    memset(&numbers, 0, sizeof numbers); /* padding bytes too */
-    numbers.timeout = o->timeout;
-    numbers.connect_timeout = o->connect_timeout;
-    numbers.max_retry_delay = o->max_retry_delay;
-    numbers.max_body_size = (double)o->max_body_size;
-    numbers.retries = o->retries;
-    numbers.ssl_verify = o->ssl_verify;
-    numbers.convert_enums = o->convert_enums;
-    strings[0] = o->token;
-    strings[1] = o->version;
-    strings[2] = o->user_agent;
-    strings[3] = o->cainfo;
-    strings[4] = o->proxy;
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, (const char *)&numbers, sizeof numbers);
-    luaL_addlstring(&b, o->base_url, o->base_url_len);
-    luaL_addchar(&b, '\0');
-    for (i = 0; i < (int)(sizeof strings / sizeof strings[0]); i++) {
-        if (strings[i] != NULL) luaL_addstring(&b, strings[i]);
-        else luaL_addchar(&b, '\1');
-        luaL_addchar(&b, '\0');
+/* ---- the state's cached clients, for ghl.get_message ---- */
+
+/* Makes room in the cache table at idx: closes the least recently used of
+ * its clients that is not in a call, and takes it out. */
+static void evict_one(lua_State *L, int idx) {
+    ghl_client *oldest = NULL;
+    lua_pushnil(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        ghl_client *c = luaL_testudata(L, -1, GHL_CLIENT_MT);
+        lua_pop(L, 1);
+        if (c != NULL && !c->busy && (oldest == NULL || c->used < oldest->used)) {
+            oldest = c;
+            lua_pushvalue(L, -1);
+            lua_replace(L, -3); /* remember its key */
+        }
     }
-    luaL_pushresult(&b);
+    if (oldest == NULL) {
+        lua_pop(L, 1);
+        return;
+    }
+    release(oldest);
+    lua_pushnil(L);
+    lua_rawset(L, idx);
 }
 
-/* Pushes a new, empty cache table, now the registry's; the clients of the
- * one it replaces are collected with it. */
-static void push_new_cache(lua_State *L) {
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
-}
-
-/* The per-state client that ghl.get_message uses for these options, so a
- * loop of calls keeps its connection. Kept in the registry (freed with the
- * state), at most CACHE_MAX of them; the table's [0] counts them. */
-static ghl_client *default_client(lua_State *L, const ghl_options *o) {
+/* Pushes the client ghl.get_message uses for these options: the state's
+ * cached one, so a loop of calls keeps its connection (at most CACHE_MAX
+ * option sets; past that the least recently used client is closed), or,
+ * while that one is busy (a call from a finalizer or hook during another),
+ * one of its own for this call alone. The cache's [0] counts its clients,
+ * [-1] its calls. */
+static ghl_client *push_default_client(lua_State *L, const ghl_options *o, int *temporary) {
     ghl_client *c;
     int cache;
-    lua_Integer n;
+    lua_Integer calls;
+    *temporary = 0;
     lua_getfield(L, LUA_REGISTRYINDEX, REG_CACHE);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
-        push_new_cache(L);
+        lua_createtable(L, 2, 1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
     }
     cache = lua_gettop(L);
-    push_cache_key(L, o);
+    ghl_options_push_key(L, o);
     lua_pushvalue(L, -1);
     lua_rawget(L, cache);
-    c = lua_touserdata(L, -1);
-    if (c == NULL || c->closed) {
+    c = luaL_testudata(L, -1, GHL_CLIENT_MT);
+    if (c != NULL && c->busy) {
+        lua_pop(L, 2);
+        *temporary = 1;
+        c = new_client(L, o);
+    } else if (c == NULL || c->closed || c->close_pending) {
+        lua_Integer n;
         lua_pop(L, 1);
         lua_rawgeti(L, cache, 0);
         n = lua_tointeger(L, -1);
         lua_pop(L, 1);
-        if (n >= CACHE_MAX) { /* start afresh */
-            push_new_cache(L);
-            lua_replace(L, cache);
-            n = 0;
+        if (c != NULL) { /* closed by hand: drop it */
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, cache);
+            n--;
         }
-        c = ghl_client_new(L, o);
+        if (n >= CACHE_MAX) {
+            evict_one(L, cache);
+            n--;
+        }
+        c = new_client(L, o);
         lua_pushvalue(L, -2);
         lua_pushvalue(L, -2);
         lua_rawset(L, cache);
         lua_pushinteger(L, n + 1);
         lua_rawseti(L, cache, 0);
+        lua_remove(L, -2);
+    } else {
+        lua_remove(L, -2);
     }
-    lua_replace(L, cache); /* keep the client on the stack while it works */
-    lua_pop(L, 1);
+    if (!*temporary) {
+        lua_rawgeti(L, cache, -1);
+        calls = lua_tointeger(L, -1) + 1;
+        lua_pop(L, 1);
+        lua_pushinteger(L, calls);
+        lua_rawseti(L, cache, -1);
+        c->used = calls;
+    }
+    lua_remove(L, cache); /* the client stays on the stack while it works */
     return c;
 }
 
 /* ghl.get_message(id [, opts]) */
 static int ghl_get_message(lua_State *L) {
-    size_t idlen;
-    const char *id = ghl_check_id(L, 1, &idlen);
     ghl_options o;
     ghl_client *c;
-    ghl_options_defaults(&o);
-    ghl_options_read(L, 2, &o, GHL_OPT_CLIENT | GHL_OPT_PER_CALL);
-    c = default_client(L, &o);
-    return fetch(L, c, id, idlen, &o);
+    call x;
+    int temporary, n;
+    memset(&x, 0, sizeof x);
+    x.job.request.endpoint = &ghl_get_message_endpoint;
+    x.job.request.args[0] = ghl_check_id(L, 1, &x.job.request.arg_len[0]);
+    read_module_options(L, 2, &o);
+    fill_settings(&x.settings, &o, 1, 0);
+    c = push_default_client(L, &o, &temporary);
+    n = call_busy(L, c, run_get_message, &x);
+    if (temporary) release(c);
+    return n;
 }
 
-/* ghl.get_message_request(id [, opts]) */
+/* ghl.get_message_request(id [, opts]): what ghl.get_message would send. */
 static int ghl_get_message_request(lua_State *L) {
-    size_t idlen;
-    const char *id = ghl_check_id(L, 1, &idlen);
     ghl_options o;
-    ghl_options_defaults(&o);
-    ghl_options_read(L, 2, &o, GHL_OPT_CLIENT | GHL_OPT_PER_CALL);
+    ghl_request r;
+    ghl_header h[GHL_MAX_HEADERS];
+    char path[GHL_MAX_PATH];
+    int i, n;
+    memset(&r, 0, sizeof r);
+    r.endpoint = &ghl_get_message_endpoint;
+    r.args[0] = ghl_check_id(L, 1, &r.arg_len[0]);
+    read_module_options(L, 2, &o);
+    ghl_request_path(&r, path);
     lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "GET");
+    lua_pushstring(L, r.endpoint->method);
     lua_setfield(L, -2, "method");
     lua_pushlstring(L, o.base_url, o.base_url_len);
-    lua_pushliteral(L, GHL_MESSAGE_PATH);
-    lua_pushlstring(L, id, idlen);
-    lua_concat(L, 3);
+    lua_pushstring(L, path);
+    lua_concat(L, 2);
     lua_setfield(L, -2, "url");
-    lua_createtable(L, 0, 5);
-    lua_pushfstring(L, "Bearer %s", o.token);
-    lua_setfield(L, -2, "Authorization");
-    lua_pushstring(L, o.version);
-    lua_setfield(L, -2, "Version");
-    lua_pushliteral(L, "application/json");
-    lua_setfield(L, -2, "Accept");
-    lua_pushstring(L, o.user_agent);
-    lua_setfield(L, -2, "User-Agent");
-    lua_pushliteral(L, "gzip, deflate");
-    lua_setfield(L, -2, "Accept-Encoding");
+    n = ghl_request_headers(&o, h);
+    lua_createtable(L, 0, n);
+    for (i = 0; i < n; i++) {
+        lua_pushfstring(L, "%s%s", h[i].prefix, h[i].value);
+        lua_setfield(L, -2, h[i].name);
+    }
     lua_setfield(L, -2, "headers");
     return 1;
 }
@@ -347,7 +435,7 @@ static int ghl_get_message_request(lua_State *L) {
 void ghl_client_open(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"get_message", client_get_message},
-        {"get_messages", ghl_client_get_messages},
+        {"get_messages", client_get_messages},
         {"rate_limit", client_rate_limit},
         {"close", client_close},
         {NULL, NULL},

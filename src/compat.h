@@ -26,6 +26,18 @@ static inline void ghl_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 
 #if LUA_VERSION_NUM == 501
 #define lua_rawlen lua_objlen
+
+/* The userdata at idx if it has the metatable `name`, else NULL. */
+static inline void *ghl_compat_testudata(lua_State *L, int idx, const char *name) {
+    void *p = lua_touserdata(L, idx);
+    int same;
+    if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+    luaL_getmetatable(L, name);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+#define luaL_testudata ghl_compat_testudata
 #endif
 
 /* Integers exist from 5.3 on; before that every number is a double. */

@@ -6,8 +6,8 @@
 
 #include "client.h"
 #include "compat.h"
-#include "decode.h"
 #include "options.h"
+#include "shape.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -21,26 +21,37 @@ static void init_curl(void) {
 
 /* ghl.decode_message(body [, status]) */
 static int ghl_decode_message(lua_State *L) {
-    ghl_outcome o;
+    ghl_response r;
+    ghl_shape s;
     size_t len;
     const char *body = luaL_checklstring(L, 1, &len);
     lua_Number status = luaL_optnumber(L, 2, 200);
     if (status < 100 || status > 999 || status != (lua_Number)(long)status)
         luaL_error(L, "ghl: bad argument 'status' (an HTTP status from 100 to 999 expected)");
-    memset(&o, 0, sizeof o);
-    o.code = CURLE_OK;
-    o.status = (long)status;
-    o.body = body;
-    o.body_len = len;
-    o.retry_after = -1;
-    o.convert_enums = 1;
-    ghl_push_outcome(L, &o);
+    memset(&r, 0, sizeof r);
+    r.status = (long)status;
+    r.body.data = (char *)body; /* read only; the string stays at index 1 */
+    r.body.len = len;
+    r.retry_after = -1;
+    memset(&s, 0, sizeof s);
+    s.response = &r;
+    s.convert_enums = 1;
+    ghl_shape_push(L, &s);
     return 3;
+}
+
+/* ghl.convert_type(message): the `type` rule, in place; returns message. */
+static int ghl_lua_convert_type(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    ghl_convert_type(L, 1);
+    return 1;
 }
 
 EXPORT int luaopen_ghl(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"decode_message", ghl_decode_message},
+        {"convert_type", ghl_lua_convert_type},
         {NULL, NULL},
     };
     pthread_once(&curl_once, init_curl);
@@ -57,7 +68,7 @@ EXPORT int luaopen_ghl(lua_State *L) {
     lua_setfield(L, -2, "BASE_URL");
     lua_pushlightuserdata(L, NULL); /* the same value as cjson.null and ngx.null */
     lua_setfield(L, -2, "null");
-    ghl_decode_open(L);
+    ghl_shape_open(L);
     lua_setfield(L, -2, "MESSAGE_TYPES");
     return 1;
 }

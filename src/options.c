@@ -4,49 +4,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STRING, T_SECONDS, T_SECONDS_OR_ZERO, T_COUNT, T_SIZE, T_BOOL, T_CONCURRENCY } opt_type;
+typedef enum { K_STRING, K_SECRET, K_BASE_URL, K_SECONDS, K_DELAY, K_COUNT, K_CONCURRENCY, K_SIZE, K_BOOL } opt_kind;
 
-typedef struct opt_spec {
+typedef struct opt_row {
     const char *name;
-    opt_type type;
-    int scope; /* GHL_OPT_* that may set it */
+    opt_kind kind;
+    int scope;
     size_t offset;
-} opt_spec;
+} opt_row;
 
-#define ALL_SCOPES (GHL_OPT_CLIENT | GHL_OPT_PER_CALL | GHL_OPT_BATCH)
-#define AT(field) offsetof(ghl_options, field)
-
-static const opt_spec specs[] = {
-    {"token", T_STRING, GHL_OPT_CLIENT, AT(token)},
-    {"base_url", T_STRING, GHL_OPT_CLIENT, AT(base_url)},
-    {"version", T_STRING, GHL_OPT_CLIENT, AT(version)},
-    {"timeout", T_SECONDS, ALL_SCOPES, AT(timeout)},
-    {"connect_timeout", T_SECONDS, ALL_SCOPES, AT(connect_timeout)},
-    {"retries", T_COUNT, ALL_SCOPES, AT(retries)},
-    {"max_retry_delay", T_SECONDS_OR_ZERO, GHL_OPT_CLIENT, AT(max_retry_delay)},
-    {"ssl_verify", T_BOOL, GHL_OPT_CLIENT, AT(ssl_verify)},
-    {"cainfo", T_STRING, GHL_OPT_CLIENT, AT(cainfo)},
-    {"proxy", T_STRING, GHL_OPT_CLIENT, AT(proxy)},
-    {"user_agent", T_STRING, GHL_OPT_CLIENT, AT(user_agent)},
-    {"max_body_size", T_SIZE, GHL_OPT_CLIENT, AT(max_body_size)},
-    {"convert_enums", T_BOOL, GHL_OPT_CLIENT, AT(convert_enums)},
-    {"concurrency", T_CONCURRENCY, GHL_OPT_BATCH, AT(concurrency)},
+static const opt_row rows[] = {
+#define GHL_OPTION_ROW(name, kind, scope, dflt) {#name, K_##kind, scope, offsetof(ghl_options, name)},
+    GHL_OPTION_LIST(GHL_OPTION_ROW)
+#undef GHL_OPTION_ROW
 };
+
+#define NROWS (sizeof rows / sizeof rows[0])
+#define FIELD(o, row, type) ((type *)((char *)(o) + (row)->offset))
+
+static int is_string_kind(opt_kind k) {
+    return k == K_STRING || k == K_SECRET || k == K_BASE_URL;
+}
 
 void ghl_options_defaults(ghl_options *o) {
     memset(o, 0, sizeof *o);
-    o->base_url = GHL_BASE_URL;
-    o->base_url_len = strlen(GHL_BASE_URL);
-    o->version = GHL_API_VERSION;
-    o->user_agent = GHL_USER_AGENT;
-    o->timeout = 30;
-    o->connect_timeout = 10;
-    o->retries = 2;
-    o->max_retry_delay = 30;
-    o->concurrency = 8;
-    o->max_body_size = 8 * 1024 * 1024;
-    o->ssl_verify = 1;
-    o->convert_enums = 1;
+#define GHL_OPTION_DEFAULT(name, kind, scope, dflt) o->name = dflt;
+    GHL_OPTION_LIST(GHL_OPTION_DEFAULT)
+#undef GHL_OPTION_DEFAULT
+    o->base_url_len = strlen(o->base_url);
 }
 
 static int has_control_chars(const char *s, size_t n) {
@@ -65,91 +50,212 @@ static int integral(lua_State *L, int idx, double *out) {
     return d == floor(d) && fabs(d) < 9007199254740992.0;
 }
 
-static void read_one(lua_State *L, const opt_spec *s, ghl_options *o) {
-    void *field = (char *)o + s->offset;
+static int host_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* A path prefix character: unreserved, sub-delims, ':' '@' '%' and '/'. */
+static int path_char(unsigned char c) {
+    return host_char(c) || strchr("!$&'()*+,;=:@%/", c) != NULL;
+}
+
+/* base_url is scheme "://" host [":" port] [path prefix], nothing else (no
+ * user info, query or fragment). Returns the length without trailing '/', or
+ * raises. */
+static size_t check_base_url(lua_State *L, const char *v, size_t n) {
+    size_t i = 0, start, seg;
+    if (n >= 7 && memcmp(v, "http://", 7) == 0) i = 7;
+    else if (n >= 8 && memcmp(v, "https://", 8) == 0) i = 8;
+    else luaL_error(L, "ghl: option 'base_url' must start with http:// or https://");
+    start = i;
+    if (i < n && v[i] == '[') { /* an IPv6 literal */
+        while (i < n && v[i] != ']') {
+            unsigned char c = (unsigned char)v[i];
+            if (i > start && !(c == ':' || c == '.' || (c >= '0' && c <= '9') ||
+                               (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+                luaL_error(L, "ghl: option 'base_url' has a bad IPv6 address");
+            i++;
+        }
+        if (i >= n || i == start + 1) luaL_error(L, "ghl: option 'base_url' has a bad IPv6 address");
+        i++;
+    } else {
+        while (i < n && host_char((unsigned char)v[i])) i++;
+        if (i == start) luaL_error(L, "ghl: option 'base_url' has no host");
+    }
+    if (i < n && v[i] == ':') {
+        long port = 0;
+        size_t digits = 0;
+        for (i++; i < n && v[i] >= '0' && v[i] <= '9' && digits < 6; i++, digits++)
+            port = port * 10 + (v[i] - '0');
+        if (digits == 0 || port < 1 || port > 65535)
+            luaL_error(L, "ghl: option 'base_url' has a bad port (1 to 65535)");
+    }
+    if (i < n && v[i] != '/')
+        luaL_error(L, "ghl: option 'base_url' must be scheme://host[:port][/path] (no user, query or fragment)");
+    /* the path prefix: no query, fragment, '.' or '..' segment */
+    for (seg = i; i <= n; i++) {
+        if (i == n || v[i] == '/') {
+            size_t len = i - seg;
+            if ((len == 2 && v[seg + 1] == '.') || (len == 3 && v[seg + 1] == '.' && v[seg + 2] == '.'))
+                luaL_error(L, "ghl: option 'base_url' must not hold '.' or '..' segments");
+            seg = i;
+            continue;
+        }
+        if (!path_char((unsigned char)v[i]))
+            luaL_error(L, "ghl: option 'base_url' must be scheme://host[:port][/path] (no user, query or fragment)");
+    }
+    while (n > start && v[n - 1] == '/') n--;
+    return n;
+}
+
+static void read_one(lua_State *L, const opt_row *r, ghl_options *o) {
     int t = lua_type(L, -1);
     double d = 0;
-    switch (s->type) {
-    case T_STRING: {
+    switch (r->kind) {
+    case K_STRING:
+    case K_SECRET:
+    case K_BASE_URL: {
         size_t n;
         const char *v;
-        if (t != LUA_TSTRING) luaL_error(L, "ghl: option '%s' must be a string (got %s)", s->name, luaL_typename(L, -1));
+        if (t != LUA_TSTRING)
+            luaL_error(L, "ghl: option '%s' must be a string (got %s)", r->name, luaL_typename(L, -1));
         v = lua_tolstring(L, -1, &n);
-        /* the token's value never goes into a message */
-        if (has_control_chars(v, n) || strlen(v) != n)
-            luaL_error(L, "ghl: option '%s' must not contain control characters", s->name);
-        *(const char **)field = v;
-        if (strcmp(s->name, "base_url") == 0) {
-            if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
-                luaL_error(L, "ghl: option 'base_url' must start with http:// or https://");
-            while (n > 0 && v[n - 1] == '/') n--;
-            o->base_url_len = n;
-        }
+        /* no value goes into a message: it may be a secret */
+        if (has_control_chars(v, n))
+            luaL_error(L, "ghl: option '%s' must not contain control characters", r->name);
+        if (r->kind == K_BASE_URL) o->base_url_len = check_base_url(L, v, n);
+        *FIELD(o, r, const char *) = v;
         return;
     }
-    case T_SECONDS:
-    case T_SECONDS_OR_ZERO:
-        if (t != LUA_TNUMBER) luaL_error(L, "ghl: option '%s' must be a number (got %s)", s->name, luaL_typename(L, -1));
+    case K_SECONDS:
+    case K_DELAY:
+        if (t != LUA_TNUMBER)
+            luaL_error(L, "ghl: option '%s' must be a number (got %s)", r->name, luaL_typename(L, -1));
         d = lua_tonumber(L, -1);
-        if (s->type == T_SECONDS ? !(d > 0) : !(d >= 0))
-            luaL_error(L, "ghl: option '%s' must be %s", s->name, s->type == T_SECONDS ? "> 0" : ">= 0");
+        if (r->kind == K_SECONDS ? !(d > 0) : !(d >= 0))
+            luaL_error(L, "ghl: option '%s' must be %s", r->name, r->kind == K_SECONDS ? "> 0" : ">= 0");
         if (d > 1e7) d = 1e7; /* beyond any wait that matters, and safe to turn into ms */
-        *(double *)field = d;
+        *FIELD(o, r, double) = d;
         return;
-    case T_COUNT:
+    case K_COUNT:
         if (!integral(L, -1, &d) || d < 0 || d > 10)
-            luaL_error(L, "ghl: option '%s' must be an integer from 0 to 10", s->name);
-        *(int *)field = (int)d;
+            luaL_error(L, "ghl: option '%s' must be an integer from 0 to 10", r->name);
+        *FIELD(o, r, int) = (int)d;
         return;
-    case T_CONCURRENCY:
+    case K_CONCURRENCY:
         if (!integral(L, -1, &d) || d < 1 || d > GHL_MAX_CONCURRENCY)
-            luaL_error(L, "ghl: option '%s' must be an integer from 1 to %d", s->name,
-                       GHL_MAX_CONCURRENCY);
-        *(int *)field = (int)d;
+            luaL_error(L, "ghl: option '%s' must be an integer from 1 to %d", r->name, GHL_MAX_CONCURRENCY);
+        *FIELD(o, r, int) = (int)d;
         return;
-    case T_SIZE:
-        if (!integral(L, -1, &d) || d < 1)
-            luaL_error(L, "ghl: option '%s' must be an integer > 0", s->name);
-        *(size_t *)field = (size_t)d;
+    case K_SIZE:
+        if (!integral(L, -1, &d) || d < 1) luaL_error(L, "ghl: option '%s' must be an integer > 0", r->name);
+        *FIELD(o, r, size_t) = (size_t)d;
         return;
-    case T_BOOL:
-        if (t != LUA_TBOOLEAN) luaL_error(L, "ghl: option '%s' must be a boolean (got %s)", s->name, luaL_typename(L, -1));
-        *(int *)field = lua_toboolean(L, -1);
+    case K_BOOL:
+        if (t != LUA_TBOOLEAN)
+            luaL_error(L, "ghl: option '%s' must be a boolean (got %s)", r->name, luaL_typename(L, -1));
+        *FIELD(o, r, int) = lua_toboolean(L, -1);
         return;
     }
 }
 
-void ghl_options_read(lua_State *L, int idx, ghl_options *o, int allowed) {
-    size_t i, nspecs = sizeof specs / sizeof specs[0];
-    if (!lua_isnoneornil(L, idx)) {
-        if (lua_type(L, idx) != LUA_TTABLE)
-            luaL_error(L, "ghl: options must be a table (got %s)", luaL_typename(L, idx));
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            const char *key;
-            const opt_spec *s = NULL;
-            if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "ghl: option names must be strings");
-            key = lua_tostring(L, -2);
-            for (i = 0; i < nspecs && s == NULL; i++)
-                if (strcmp(specs[i].name, key) == 0) s = &specs[i];
-            if (s == NULL || !(s->scope & allowed)) {
-                if (s != NULL) luaL_error(L, "ghl: option '%s' cannot be given here", key);
-                luaL_error(L, "ghl: unknown option '%s'", key);
-            }
-            read_one(L, s, o);
-            lua_pop(L, 1);
+static const opt_row *find_row(const char *key, size_t len) {
+    size_t i;
+    if (strlen(key) != len) return NULL; /* "token\0x" is no option */
+    for (i = 0; i < NROWS; i++)
+        if (strcmp(rows[i].name, key) == 0) return &rows[i];
+    return NULL;
+}
+
+void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
+    if (lua_isnoneornil(L, idx)) return;
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "ghl: options must be a table (got %s)", luaL_typename(L, idx));
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        size_t len;
+        const char *key;
+        const opt_row *r;
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "ghl: option names must be strings");
+        key = lua_tolstring(L, -2, &len);
+        r = find_row(key, len);
+        /* a key with a NUL byte is shown only up to it */
+        if (r == NULL) luaL_error(L, "ghl: unknown option '%s'", key);
+        if (!(r->scope & scopes)) luaL_error(L, "ghl: option '%s' cannot be given here", key);
+        read_one(L, r, o);
+        lua_pop(L, 1);
+    }
+}
+
+void ghl_options_require_token(lua_State *L, ghl_options *o) {
+    const char *tok = o->token;
+    size_t n;
+    if (tok == NULL || tok[0] == '\0') tok = getenv("GHL_TOKEN");
+    if (tok == NULL || tok[0] == '\0') luaL_error(L, "ghl: option 'token' is required (or set GHL_TOKEN)");
+    for (n = 0; tok[n] != '\0'; n++)
+        if ((unsigned char)tok[n] <= 0x20 || (unsigned char)tok[n] == 0x7f)
+            luaL_error(L, "ghl: option 'token' must not contain spaces or control characters");
+    o->token = tok;
+}
+
+void ghl_options_push_key(lua_State *L, const ghl_options *o) {
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < NROWS; i++) {
+        const opt_row *r = &rows[i];
+        if (r->scope != GHL_SCOPE_CLIENT) continue;
+        if (is_string_kind(r->kind)) {
+            const char *s = *FIELD(o, r, const char *);
+            /* each string ends in a NUL; an absent one is a lone \1 */
+            if (s == NULL) luaL_addchar(&b, '\1');
+            else luaL_addlstring(&b, s, r->kind == K_BASE_URL ? o->base_url_len : strlen(s));
+            luaL_addchar(&b, '\0');
+        } else if (r->kind == K_SIZE) {
+            size_t v = *FIELD(o, r, size_t);
+            luaL_addlstring(&b, (const char *)&v, sizeof v);
+        } else if (r->kind == K_SECONDS || r->kind == K_DELAY) {
+            double v = *FIELD(o, r, double);
+            luaL_addlstring(&b, (const char *)&v, sizeof v);
+        } else {
+            int v = *FIELD(o, r, int);
+            luaL_addlstring(&b, (const char *)&v, sizeof v);
         }
     }
-    if (allowed & GHL_OPT_CLIENT) {
-        const char *tok = o->token;
+    luaL_pushresult(&b);
+}
+
+int ghl_options_own(ghl_options *o) {
+    size_t i;
+    int ok = 1;
+    for (i = 0; i < NROWS; i++) {
+        const char **field = FIELD(o, &rows[i], const char *);
         size_t n;
-        if (tok == NULL) tok = getenv("GHL_TOKEN");
-        if (tok == NULL || tok[0] == '\0')
-            luaL_error(L, "ghl: option 'token' is required (or set GHL_TOKEN)");
-        for (n = 0; tok[n] != '\0'; n++)
-            if ((unsigned char)tok[n] <= 0x20 || (unsigned char)tok[n] == 0x7f)
-                luaL_error(L, "ghl: option 'token' must not contain spaces or control characters");
-        o->token = tok;
+        char *copy;
+        if (!is_string_kind(rows[i].kind) || *field == NULL) continue;
+        n = rows[i].kind == K_BASE_URL ? o->base_url_len : strlen(*field);
+        copy = ok ? malloc(n + 1) : NULL;
+        if (copy != NULL) {
+            memcpy(copy, *field, n);
+            copy[n] = '\0';
+        } else {
+            ok = 0;
+        }
+        *field = copy; /* NULL after a failure: ghl_options_free skips it */
+    }
+    return ok ? 0 : -1;
+}
+
+void ghl_options_free(ghl_options *o) {
+    size_t i;
+    for (i = 0; i < NROWS; i++) {
+        char **field = FIELD(o, &rows[i], char *);
+        if (!is_string_kind(rows[i].kind) || *field == NULL) continue;
+        if (rows[i].kind == K_SECRET) memset(*field, 0, strlen(*field));
+        free(*field);
+        *field = NULL;
     }
 }
 

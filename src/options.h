@@ -1,5 +1,8 @@
-/* Reading and checking the options table shared by ghl.new, ghl.get_message
- * and ghl.get_message_request. Misuse raises an error naming the key. */
+/* The options table shared by ghl.new, ghl.get_message and
+ * ghl.get_message_request, and the per-call tables. Each option is one row
+ * of GHL_OPTION_LIST: the struct, the defaults, the reader, the copy a client
+ * keeps and the connection cache key all follow from that list. Misuse
+ * raises an error naming the key. */
 #ifndef GHL_OPTIONS_H
 #define GHL_OPTIONS_H
 
@@ -11,42 +14,77 @@
 #define GHL_API_VERSION "2021-04-15"
 #define GHL_BASE_URL "https://services.leadconnectorhq.com"
 #define GHL_USER_AGENT "lua-ghl/" GHL_VERSION
-#define GHL_MESSAGE_PATH "/conversations/messages/"
 #define GHL_MAX_ID_LEN 128
 #define GHL_MAX_CONCURRENCY 64
 
-/* Which keys a call accepts. */
+/* Where an option may be given. */
 enum {
-    GHL_OPT_CLIENT = 1,   /* everything ghl.new takes */
-    GHL_OPT_PER_CALL = 2, /* timeout, connect_timeout, retries */
-    GHL_OPT_BATCH = 4     /* concurrency */
+    GHL_SCOPE_CLIENT = 1, /* ghl.new, ghl.get_message: part of a connection's identity */
+    GHL_SCOPE_CALL = 2,   /* also per call; never splits connections */
+    GHL_SCOPE_BATCH = 4   /* only get_messages' per-call table */
 };
 
+/* name, kind, scope, default. Kinds: STRING, SECRET (a string never shown),
+ * BASE_URL, SECONDS (> 0), DELAY (>= 0), COUNT (0-10), CONCURRENCY (1-64),
+ * SIZE (> 0), BOOL. */
+#define GHL_OPTION_LIST(X)                                              \
+    X(token, SECRET, GHL_SCOPE_CLIENT, NULL)                            \
+    X(base_url, BASE_URL, GHL_SCOPE_CLIENT, GHL_BASE_URL)               \
+    X(version, STRING, GHL_SCOPE_CLIENT, GHL_API_VERSION)               \
+    X(timeout, SECONDS, GHL_SCOPE_CALL, 30)                             \
+    X(connect_timeout, SECONDS, GHL_SCOPE_CALL, 10)                     \
+    X(retries, COUNT, GHL_SCOPE_CALL, 2)                                \
+    X(max_retry_delay, DELAY, GHL_SCOPE_CLIENT, 30)                     \
+    X(ssl_verify, BOOL, GHL_SCOPE_CLIENT, 1)                            \
+    X(cainfo, STRING, GHL_SCOPE_CLIENT, NULL)                           \
+    X(proxy, SECRET, GHL_SCOPE_CLIENT, NULL)                            \
+    X(user_agent, STRING, GHL_SCOPE_CLIENT, GHL_USER_AGENT)             \
+    X(max_body_size, SIZE, GHL_SCOPE_CLIENT, 8 * 1024 * 1024)           \
+    X(convert_enums, BOOL, GHL_SCOPE_CLIENT, 1)                         \
+    X(concurrency, CONCURRENCY, GHL_SCOPE_BATCH, 8)
+
+#define GHL_CTYPE_STRING const char *
+#define GHL_CTYPE_SECRET const char *
+#define GHL_CTYPE_BASE_URL const char *
+#define GHL_CTYPE_SECONDS double
+#define GHL_CTYPE_DELAY double
+#define GHL_CTYPE_COUNT int
+#define GHL_CTYPE_CONCURRENCY int
+#define GHL_CTYPE_SIZE size_t
+#define GHL_CTYPE_BOOL int
+
 typedef struct ghl_options {
-    /* strings point into Lua values that the caller keeps on the stack */
-    const char *token;
-    const char *base_url;
+#define GHL_OPTION_FIELD(name, kind, scope, dflt) GHL_CTYPE_##kind name;
+    GHL_OPTION_LIST(GHL_OPTION_FIELD)
+#undef GHL_OPTION_FIELD
     size_t base_url_len; /* without a trailing '/' */
-    const char *version;
-    const char *user_agent;
-    const char *cainfo;
-    const char *proxy;
-    double timeout, connect_timeout, max_retry_delay;
-    int retries;
-    int concurrency;
-    size_t max_body_size;
-    int ssl_verify, convert_enums;
 } ghl_options;
 
 /* Fills o with the defaults of the contract. */
 void ghl_options_defaults(ghl_options *o);
 
-/* Reads the table at idx (none or nil: nothing) into o, keeping defaults for
- * what is absent. Raises on an unknown key for `allowed`, a wrong type or range,
- * or (GHL_OPT_CLIENT) a missing token. Never changes the table. */
-void ghl_options_read(lua_State *L, int idx, ghl_options *o, int allowed);
+/* Reads the table at idx (none or nil: nothing) into o over what it holds.
+ * `scopes` says which GHL_SCOPE_* keys are accepted. Raises on an unknown key,
+ * a wrong type or range. Never changes the table. Strings point into the
+ * table's values, which the caller keeps alive. */
+void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes);
 
-/* Raises unless id is a string of 1-128 characters from [A-Za-z0-9_-]. */
+/* Fills in the token from GHL_TOKEN when none (or "") was given; raises when
+ * there is none, or it holds spaces or control characters. */
+void ghl_options_require_token(lua_State *L, ghl_options *o);
+
+/* Pushes a string equal for two option sets exactly when their client-scope
+ * options are equal: the key of a state's cached connections. */
+void ghl_options_push_key(lua_State *L, const ghl_options *o);
+
+/* Replaces every string of o by a malloc'd copy; returns 0, or -1 when
+ * memory runs out (what was copied is freed again by ghl_options_free). */
+int ghl_options_own(ghl_options *o);
+
+/* Frees the copies ghl_options_own made (and wipes the secrets). */
+void ghl_options_free(ghl_options *o);
+
+/* Raises unless the value at idx is an id: 1-128 characters of [A-Za-z0-9_-]. */
 const char *ghl_check_id(lua_State *L, int idx, size_t *len);
 
 /* Milliseconds for libcurl, at least 1. */

@@ -11,9 +11,9 @@ static const char *skip_json_space(const char *p, const char *end) {
     return p;
 }
 
-static int command_timed_out(const ghl_transfer *t) {
+int ghl_command_timed_out(const ghl_response *r) {
     static const char key[] = "\"message\"", value[] = "\"Command timed out\"";
-    const char *p = t->body.data, *end = p + t->body.len;
+    const char *p = r->body.data, *end = p + r->body.len;
     if (p == NULL) return 0;
     for (; end - p >= (long)(sizeof key - 1); p++) {
         const char *v;
@@ -27,26 +27,16 @@ static int command_timed_out(const ghl_transfer *t) {
     return 0;
 }
 
-int ghl_retry_wanted(CURLcode code, const ghl_transfer *t) {
-    switch (code) {
-    case CURLE_OK:
-        break;
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
+int ghl_retry_wanted(const ghl_response *r, int repeat_safe) {
+    if (r->too_large || r->out_of_memory) return 0;
+    if (r->failure != GHL_FAIL_NONE) return r->retryable && (repeat_safe || r->unsent);
+    switch (r->status) {
+    case 429:
         return 1;
-    default:
-        return 0;
-    }
-    switch (t->status) {
-    case 429: case 500: case 502: case 503: case 504: case 524:
-        return 1;
+    case 500: case 502: case 503: case 504: case 524:
+        return repeat_safe;
     case 401:
-        return command_timed_out(t);
+        return repeat_safe && ghl_command_timed_out(r);
     default:
         return 0;
     }
@@ -62,13 +52,13 @@ static double next_uniform(unsigned long *rng) {
     return (double)*rng / 4294967296.0;
 }
 
-double ghl_retry_delay(const ghl_transfer *t, int n, double max_delay, unsigned long *rng) {
+double ghl_retry_delay(const ghl_response *r, int n, double max_delay, unsigned long *rng) {
     double delay;
-    if (t->retry_after >= 0) {
-        delay = t->retry_after;
-    } else if (t->status == 429 && (t->ratelimit.present & GHL_RL_REMAINING) &&
-               t->ratelimit.remaining == 0 && (t->ratelimit.present & GHL_RL_INTERVAL)) {
-        delay = t->ratelimit.interval_ms / 1000.0;
+    if (r->retry_after >= 0) {
+        delay = r->retry_after;
+    } else if (r->status == 429 && (r->ratelimit.present & GHL_RL_REMAINING) &&
+               r->ratelimit.remaining == 0 && (r->ratelimit.present & GHL_RL_INTERVAL)) {
+        delay = r->ratelimit.interval_ms / 1000.0;
     } else {
         double ceiling = 0.5;
         int i;
@@ -85,4 +75,10 @@ void ghl_sleep(double seconds) {
     left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
     while (nanosleep(&left, &left) != 0 && errno == EINTR) {
     }
+}
+
+double ghl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }

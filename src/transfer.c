@@ -1,189 +1,207 @@
 #include "transfer.h"
 
-#include <ctype.h>
-#include <stddef.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Bodies larger than this are not kept between requests. */
 #define GHL_BUFFER_KEEP (256 * 1024)
 
+typedef char error_size_matches[GHL_ERROR_SIZE >= CURL_ERROR_SIZE ? 1 : -1];
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     ghl_transfer *t = userdata;
     size_t n = size * nmemb;
-    if (t->body.len + n > t->max_body) {
-        t->too_large = 1;
-        return 0; /* aborts the transfer: nothing more is read */
-    }
-    if (ghl_buffer_append(&t->body, data, n) != 0) {
-        t->out_of_memory = 1;
-        return 0;
-    }
-    return n;
-}
-
-/* Case-insensitive "Name:" match; returns the start of the trimmed value. */
-static const char *header_value(const char *line, size_t len, const char *name, size_t *vlen) {
-    size_t nlen = strlen(name), i;
-    if (len <= nlen || line[nlen] != ':') return NULL;
-    for (i = 0; i < nlen; i++)
-        if (tolower((unsigned char)line[i]) != tolower((unsigned char)name[i])) return NULL;
-    i = nlen + 1;
-    while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
-    while (len > i && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
-        len--;
-    *vlen = len - i;
-    return line + i;
-}
-
-/* A non-negative decimal integer header value; -1 if it is not one. */
-static long parse_count(const char *v, size_t n) {
-    long x = 0;
-    size_t i;
-    if (n == 0 || n > 15) return -1;
-    for (i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9') return -1;
-        x = x * 10 + (v[i] - '0');
-    }
-    return x;
-}
-
-/* Retry-After is either delta-seconds or an HTTP date. */
-static double parse_retry_after(const char *v, size_t n) {
-    char date[64];
-    time_t when;
-    long secs = parse_count(v, n);
-    if (secs >= 0) return (double)secs;
-    if (n == 0 || n >= sizeof date) return -1;
-    memcpy(date, v, n);
-    date[n] = '\0';
-    when = curl_getdate(date, NULL);
-    if (when == (time_t)-1) return -1;
-    return when > time(NULL) ? difftime(when, time(NULL)) : 0.0;
-}
-
-static void reset_response(ghl_transfer *t) {
-    t->status = 0;
-    memset(&t->ratelimit, 0, sizeof t->ratelimit);
-    t->retry_after = -1;
+    return ghl_response_body(&t->response, data, n) == 0 ? n : 0; /* 0 aborts the transfer */
 }
 
 static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
-    static const struct {
-        const char *name;
-        unsigned bit;
-        size_t offset;
-    } limits[] = {
-        {"X-RateLimit-Max", GHL_RL_MAX, offsetof(ghl_ratelimit, max)},
-        {"X-RateLimit-Remaining", GHL_RL_REMAINING, offsetof(ghl_ratelimit, remaining)},
-        {"X-RateLimit-Interval-Milliseconds", GHL_RL_INTERVAL, offsetof(ghl_ratelimit, interval_ms)},
-        {"X-RateLimit-Limit-Daily", GHL_RL_DAILY_LIMIT, offsetof(ghl_ratelimit, daily_limit)},
-        {"X-RateLimit-Daily-Remaining", GHL_RL_DAILY_REMAINING,
-         offsetof(ghl_ratelimit, daily_remaining)},
-    };
     ghl_transfer *t = userdata;
-    size_t len = size * nmemb, vlen, i;
-    const char *v;
-
+    size_t len = size * nmemb;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        reset_response(t); /* a new response starts (e.g. after 100 Continue) */
+        /* a new response starts (e.g. after 100 Continue): its own figures */
+        memset(&t->response.ratelimit, 0, sizeof t->response.ratelimit);
+        t->response.retry_after = -1;
         return len;
     }
-    switch (line[0]) { /* the headers read here start with C, R or X */
-    case 'C': case 'c': case 'R': case 'r': case 'X': case 'x':
-        break;
-    default:
-        return len;
+    return ghl_response_header(&t->response, line, len) == 0 ? len : 0;
+}
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr) {
+    ghl_sockets *s = clientp;
+    curl_socket_t fd;
+    (void)purpose;
+    if (s->count == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 8;
+        curl_socket_t *grown = realloc(s->fds, (size_t)cap * sizeof *grown);
+        if (grown == NULL) return CURL_SOCKET_BAD;
+        s->fds = grown;
+        s->cap = cap;
     }
-    if ((v = header_value(line, len, "Content-Length", &vlen)) != NULL) {
-        long n = parse_count(v, vlen);
-        if (n >= 0 && (size_t)n > t->max_body) {
-            t->too_large = 1; /* stop before reading a body we would refuse */
-            return 0;
-        }
-        return len;
-    }
-    if ((v = header_value(line, len, "Retry-After", &vlen)) != NULL) {
-        t->retry_after = parse_retry_after(v, vlen);
-        return len;
-    }
-    for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
-        if ((v = header_value(line, len, limits[i].name, &vlen)) != NULL) {
-            long n = parse_count(v, vlen);
-            if (n >= 0) {
-                *(long *)((char *)&t->ratelimit + limits[i].offset) = n;
-                t->ratelimit.present |= limits[i].bit;
-            }
+    fd = socket(addr->family, addr->socktype, addr->protocol);
+    if (fd == CURL_SOCKET_BAD) return fd;
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC); /* a program the host execs inherits none */
+    s->fds[s->count++] = fd;
+    return fd;
+}
+
+static int close_socket(void *clientp, curl_socket_t fd) {
+    ghl_sockets *s = clientp;
+    int i;
+    for (i = 0; i < s->count; i++) {
+        if (s->fds[i] == fd) {
+            s->fds[i] = s->fds[--s->count];
             break;
         }
     }
-    return len;
+    return close(fd);
 }
 
-int ghl_transfer_init(ghl_transfer *t, const ghl_transfer_config *cfg) {
+void ghl_sockets_orphan(ghl_sockets *s) {
+    int i, null_fd;
+    if (s->count == 0) return;
+    null_fd = open("/dev/null", O_RDWR);
+    for (i = 0; i < s->count; i++) {
+        if (null_fd >= 0) (void)dup2(null_fd, s->fds[i]);
+        else (void)shutdown(s->fds[i], SHUT_RDWR) ; /* never reached on a sane system */
+    }
+    if (null_fd >= 0) close(null_fd);
+}
+
+void ghl_sockets_free(ghl_sockets *s) {
+    free(s->fds);
+    memset(s, 0, sizeof *s);
+}
+
+#define SET(opt, value)                                                  \
+    do {                                                                 \
+        if (code == CURLE_OK) code = curl_easy_setopt(e, opt, value);   \
+    } while (0)
+
+CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg) {
+    CURLcode code = CURLE_OK;
     CURL *e = curl_easy_init();
-    if (e == NULL) return -1;
+    if (e == NULL) return CURLE_OUT_OF_MEMORY;
     t->easy = e;
-    t->max_body = cfg->max_body;
-    reset_response(t);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L); /* hosts are multi-threaded */
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    t->config = cfg;
+    t->job = NULL;
+    t->response.max_body = cfg->max_body;
+    ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
+    SET(CURLOPT_NOSIGNAL, 1L); /* hosts are multi-threaded */
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, cfg->headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, cfg->user_agent);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->ssl_verify ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->ssl_verify ? 2L : 0L);
-    if (cfg->cainfo != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, cfg->cainfo);
-    if (cfg->proxy != NULL) curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_HTTPHEADER, cfg->headers);
+    /* decode gzip and deflate; the Accept-Encoding line is in the headers */
+    SET(CURLOPT_ACCEPT_ENCODING, "");
+    SET(CURLOPT_SSL_VERIFYPEER, cfg->ssl_verify ? 1L : 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, cfg->ssl_verify ? 2L : 0L);
+    if (cfg->cainfo != NULL) SET(CURLOPT_CAINFO, cfg->cainfo);
+    /* a proxy that did not take must fail the request, never be skipped */
+    if (cfg->proxy != NULL) SET(CURLOPT_PROXY, cfg->proxy);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
     /* over TLS, ALPN soon tells whether a connection multiplexes (HTTP/2):
      * wait for that rather than open more; plain HTTP/1.1 never does */
-    if (cfg->https) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-    return 0;
+    if (cfg->https) SET(CURLOPT_PIPEWAIT, 1L);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_ERRORBUFFER, t->response.error);
+    SET(CURLOPT_PRIVATE, t);
+    SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, cfg->sockets);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, cfg->sockets);
+    if (code != CURLE_OK) ghl_transfer_cleanup(t);
+    return code;
 }
 
-void ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms,
-                          long connect_timeout_ms) {
-    reset_response(t);
-    ghl_buffer_reset(&t->body, GHL_BUFFER_KEEP);
-    t->too_large = 0;
-    t->out_of_memory = 0;
-    t->error[0] = '\0';
-    curl_easy_setopt(t->easy, CURLOPT_URL, url);
-    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+CURLcode ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms, long connect_timeout_ms) {
+    CURLcode code = CURLE_OK;
+    CURL *e = t->easy;
+    ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+    return code;
 }
 
-void ghl_transfer_finish(ghl_transfer *t) {
+static ghl_failure failure_of(CURLcode code) {
+    switch (code) {
+    case CURLE_OK:
+        return GHL_FAIL_NONE;
+    case CURLE_OPERATION_TIMEDOUT:
+        return GHL_FAIL_TIMEOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+        return GHL_FAIL_TLS;
+    case CURLE_BAD_CONTENT_ENCODING:
+        return GHL_FAIL_DECODE;
+    default:
+        return GHL_FAIL_NETWORK;
+    }
+}
+
+static int retryable(CURLcode code) {
+    switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+void ghl_transfer_finish(ghl_transfer *t, CURLcode code) {
+    ghl_response *r = &t->response;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    t->status = status;
-}
-
-CURLcode ghl_transfer_perform(ghl_transfer *t, const char *url, long timeout_ms,
-                              long connect_timeout_ms) {
-    CURLcode code;
-    ghl_transfer_prepare(t, url, timeout_ms, connect_timeout_ms);
-    code = curl_easy_perform(t->easy);
-    ghl_transfer_finish(t);
-    return code;
+    r->status = status;
+    r->transport_code = (int)code;
+    if (code == CURLE_WRITE_ERROR && (r->too_large || r->out_of_memory)) return; /* ours */
+    r->failure = failure_of(code);
+    if (code == CURLE_OK) return;
+    r->retryable = retryable(code);
+    if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
+        code == CURLE_COULDNT_RESOLVE_PROXY) {
+        r->unsent = 1;
+    } else if (code == CURLE_OPERATION_TIMEDOUT) {
+        curl_off_t connected = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        r->unsent = connected == 0;
+    }
+    if (r->error[0] == '\0') {
+        strncpy(r->error, curl_easy_strerror(code), sizeof r->error - 1);
+        r->error[sizeof r->error - 1] = '\0';
+    }
+    ghl_redact_string(r->error, sizeof r->error, t->config->secrets);
 }
 
 void ghl_transfer_cleanup(ghl_transfer *t) {
     if (t->easy != NULL) curl_easy_cleanup(t->easy);
     t->easy = NULL;
-    ghl_buffer_free(&t->body);
+    ghl_response_free(&t->response);
 }

@@ -1,67 +1,59 @@
-/* One HTTP exchange over a libcurl easy handle. Plain C, no Lua: libcurl's
- * callbacks only fill the C buffers below, so a Lua error can never unwind
- * through libcurl. */
+/* One HTTP exchange over a libcurl easy handle, run by batch.c's multi
+ * handle. Plain C, no Lua: libcurl's callbacks only fill the response, so a
+ * Lua error can never unwind through libcurl. */
 #ifndef GHL_TRANSFER_H
 #define GHL_TRANSFER_H
 
 #include <curl/curl.h>
 
-#include "buffer.h"
+#include "redact.h"
+#include "response.h"
 
-/* Which rate-limit headers the last response carried. */
-enum {
-    GHL_RL_MAX = 1 << 0,
-    GHL_RL_REMAINING = 1 << 1,
-    GHL_RL_INTERVAL = 1 << 2,
-    GHL_RL_DAILY_LIMIT = 1 << 3,
-    GHL_RL_DAILY_REMAINING = 1 << 4
-};
-
-typedef struct ghl_ratelimit {
-    unsigned present; /* GHL_RL_* bits */
-    long max, remaining, interval_ms, daily_limit, daily_remaining;
-} ghl_ratelimit;
+/* The sockets libcurl opened for a client, so that after fork() they can be
+ * let go without a byte being written to or read from them. */
+typedef struct ghl_sockets {
+    curl_socket_t *fds;
+    int count, cap;
+} ghl_sockets;
 
 /* What stays the same for every request of a client. */
-typedef struct ghl_transfer_config {
-    struct curl_slist *headers; /* owned by the caller, outlives the transfer */
-    const char *user_agent;
+typedef struct ghl_transport_config {
+    const char *base_url;       /* no trailing '/' */
+    struct curl_slist *headers; /* every request's headers, User-Agent included */
     const char *cainfo;         /* NULL: libcurl's default bundle */
     const char *proxy;          /* NULL: none set (libcurl still reads the environment) */
     int ssl_verify;
     int https;                  /* wait for a connection that may multiplex (HTTP/2) */
     size_t max_body;
-} ghl_transfer_config;
+    const ghl_secrets *secrets; /* cut out of libcurl's error text */
+    ghl_sockets *sockets;
+} ghl_transport_config;
 
 typedef struct ghl_transfer {
     CURL *easy;
-    size_t max_body;
-    /* the response, reset before each attempt */
-    long status;
-    ghl_buffer body;
-    ghl_ratelimit ratelimit;
-    double retry_after;         /* seconds; < 0 when the header was absent */
-    int too_large;              /* body went past max_body: transfer aborted */
-    int out_of_memory;
-    char error[CURL_ERROR_SIZE];
-    void *item;                 /* what a multi handle runs it for; NULL: free */
+    ghl_response response;
+    const ghl_transport_config *config;
+    void *job; /* what the multi handle runs it for; NULL: idle */
 } ghl_transfer;
 
-/* Makes the easy handle and sets what never changes. Returns 0, or -1 when
- * libcurl could not make a handle. */
-int ghl_transfer_init(ghl_transfer *t, const ghl_transfer_config *cfg);
+/* Makes the easy handle and sets what never changes. Returns CURLE_OK or why
+ * not (the handle is then cleaned up again). */
+CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg);
 
-/* Sets up the next request on the handle (for a multi handle to run). */
-void ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms,
-                          long connect_timeout_ms);
+/* Sets up the next request on the handle. Returns CURLE_OK, or the code of
+ * the option that could not be set. */
+CURLcode ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms, long connect_timeout_ms);
 
-/* prepare + curl_easy_perform. */
-CURLcode ghl_transfer_perform(ghl_transfer *t, const char *url, long timeout_ms,
-                              long connect_timeout_ms);
-
-/* Called once a transfer run by a multi handle is done. */
-void ghl_transfer_finish(ghl_transfer *t);
+/* Records how the transfer ended: status, failure kind, libcurl's text (with
+ * secrets cut out). */
+void ghl_transfer_finish(ghl_transfer *t, CURLcode code);
 
 void ghl_transfer_cleanup(ghl_transfer *t);
+
+/* Points every socket in s at /dev/null, so that closing them (TLS
+ * close_notify included) touches nothing another process still uses. */
+void ghl_sockets_orphan(ghl_sockets *s);
+
+void ghl_sockets_free(ghl_sockets *s);
 
 #endif

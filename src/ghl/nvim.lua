@@ -134,7 +134,7 @@ end
 ---------------------------------------------------------------------------
 -- The main loop's side
 
-local convert_type = require("ghl.type_rule")
+local function convert_type(msg) ghl_lib().convert_type(msg) end
 
 local in_flight = {}
 

@@ -49,7 +49,7 @@ local function shallow_copy(t)
   return out
 end
 
-local convert_type = require("ghl.type_rule")
+local convert_type = ghl.convert_type -- the C module's type rule, with this VM's MESSAGE_TYPES
 
 -- Runs on a pool thread, in the worker-thread VM: no ngx API here. Always
 -- returns three values that run_worker_thread can carry back.

@@ -1,4 +1,4 @@
-#include "decode.h"
+#include "shape.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -24,15 +24,13 @@ static const char *const message_types[] = {
     "TYPE_FACEBOOK_COMMENT", "TYPE_INSTAGRAM_COMMENT", "TYPE_CUSTOM_CALL",
 };
 
-void ghl_decode_open(lua_State *L) {
+void ghl_shape_open(lua_State *L) {
     int i, n = (int)(sizeof message_types / sizeof message_types[0]);
 
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        lua_pop(L, 1);
-        luaL_error(L, "ghl: lua-cjson is required but could not be loaded");
-    }
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        luaL_error(L, "ghl: lua-cjson is required but could not be loaded: %s", lua_tostring(L, -1));
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1); /* our own instance: settings apart from the caller's */
     lua_getfield(L, -1, "decode_invalid_numbers");
@@ -85,19 +83,29 @@ int ghl_utf8_valid(const char *str, size_t n) {
     return 1;
 }
 
+/* Whether a decode error is lua-cjson's own complaint about the body, not
+ * an error raised by Lua code that ran meanwhile (a hook, a finalizer). */
+static int is_decoder_error(lua_State *L, int status) {
+    const char *msg;
+    if (status != LUA_ERRRUN || lua_type(L, -1) != LUA_TSTRING) return 0;
+    msg = lua_tostring(L, -1);
+    return strncmp(msg, "Expected ", 9) == 0 || strncmp(msg, "Found too many nested data structures", 37) == 0;
+}
+
 /* Decodes body with lua-cjson. Pushes the value and returns NULL, or pushes
- * nothing and returns why it failed (a static string or one on the stack
- * below, valid until the caller pops). */
+ * nothing and returns why the body is not JSON. Any other error propagates. */
 static const char *json_decode(lua_State *L, const char *body, size_t len) {
+    int status;
     if (len == 0) return "the body is empty";
+    if (memchr(body, '\0', len) != NULL) return "the body is not valid JSON"; /* cjson would stop there */
     if (!ghl_utf8_valid(body, len)) return "the body is not valid UTF-8";
     lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
     lua_pushlstring(L, body, len);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        lua_pop(L, 1);
-        return "the body is not valid JSON";
-    }
-    return NULL;
+    status = lua_pcall(L, 1, 1, 0);
+    if (status == 0) return NULL;
+    if (!is_decoder_error(L, status)) lua_error(L);
+    lua_pop(L, 1);
+    return "the body is not valid JSON";
 }
 
 /* Makes a decoded value follow the contract: null object members are
@@ -141,7 +149,7 @@ static int normalize(lua_State *L, int t) {
 
 /* The `type` rule: the message's own TYPE_* messageType, else the name
  * MESSAGE_TYPES gives the number, else the number stays. */
-static void convert_type(lua_State *L, int m) {
+void ghl_convert_type(lua_State *L, int m) {
     lua_getfield(L, m, "type");
     if (lua_type(L, -1) != LUA_TNUMBER) {
         lua_pop(L, 1);
@@ -195,31 +203,9 @@ static const char *reason_phrase(long status) {
     }
 }
 
-static const char *curl_kind(CURLcode code) {
-    switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-        return "timeout";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_USE_SSL_FAILED:
-        return "tls";
-    case CURLE_BAD_CONTENT_ENCODING:
-        return "decode";
-    default:
-        return "network";
-    }
-}
+static const char *const failure_kinds[] = {"", "network", "timeout", "tls", "decode", "network"};
+static const char *const failure_labels[] = {"", "network error", "timeout", "TLS error",
+                                             "cannot decode the response", "network error"};
 
 /* Pushes s as one line: control characters become spaces, long text is cut. */
 static void push_one_line(lua_State *L, const char *s, size_t n) {
@@ -272,24 +258,6 @@ static void set_trace_id(lua_State *L, int body, int info) {
     else lua_pop(L, 1);
 }
 
-/* Finishes a failure: errmsg is on top; leaves nil, errmsg, info. */
-static void fail(lua_State *L, const ghl_outcome *o, int info, const char *kind) {
-    if (o->path != NULL) {
-        lua_pushfstring(L, " (GET %s)", o->path);
-        lua_concat(L, 2);
-    }
-    lua_pushstring(L, kind);
-    lua_setfield(L, info, "kind");
-    if (o->body_len > 0) {
-        lua_pushlstring(L, o->body, o->body_len > MAX_INFO_BODY ? MAX_INFO_BODY : o->body_len);
-        lua_setfield(L, info, "body");
-    }
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    lua_pushvalue(L, info);
-    lua_remove(L, info);
-}
-
 void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl) {
     static const struct { unsigned bit; const char *name; } fields[] = {
         {GHL_RL_MAX, "max"},
@@ -298,8 +266,7 @@ void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl) {
         {GHL_RL_DAILY_LIMIT, "daily_limit"},
         {GHL_RL_DAILY_REMAINING, "daily_remaining"},
     };
-    const long values[] = {rl->max, rl->remaining, rl->interval_ms, rl->daily_limit,
-                           rl->daily_remaining};
+    const long values[] = {rl->max, rl->remaining, rl->interval_ms, rl->daily_limit, rl->daily_remaining};
     size_t i;
     if (rl->present == 0) {
         lua_pushnil(L);
@@ -313,106 +280,153 @@ void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl) {
     }
 }
 
-void ghl_push_outcome(lua_State *L, const ghl_outcome *o) {
-    int info, body;
+/* Pushes the info table with what every outcome has: status, attempts,
+ * retry_after, rate_limit. */
+static int push_info(lua_State *L, const ghl_shape *s) {
+    const ghl_response *r = s->response;
+    lua_createtable(L, 0, 6);
+    if (r->status > 0) {
+        lua_pushinteger(L, (lua_Integer)r->status);
+        lua_setfield(L, -2, "status");
+    }
+    if (s->attempts > 0) {
+        lua_pushinteger(L, s->attempts);
+        lua_setfield(L, -2, "attempts");
+    }
+    if (r->retry_after >= 0) {
+        lua_pushinteger(L, (lua_Integer)r->retry_after); /* whole seconds, both forms */
+        lua_setfield(L, -2, "retry_after");
+    }
+    if (r->status > 0 && r->ratelimit.present) {
+        ghl_push_ratelimit(L, &r->ratelimit);
+        lua_setfield(L, -2, "rate_limit");
+    }
+    return lua_gettop(L);
+}
+
+/* Finishes a failure: errmsg is on top, info at `info`; leaves nil, errmsg,
+ * info in their place. */
+static void push_failure(lua_State *L, const ghl_shape *s, int info, const char *kind) {
+    const ghl_response *r = s->response;
+    if (s->request != NULL) {
+        char path[GHL_MAX_PATH];
+        ghl_request_path(s->request, path);
+        lua_pushfstring(L, " (%s %s)", s->request->endpoint->method, path);
+        lua_concat(L, 2);
+    }
+    lua_pushstring(L, kind);
+    lua_setfield(L, info, "kind");
+    if (r->body.len > 0) {
+        lua_pushlstring(L, r->body.data, r->body.len > MAX_INFO_BODY ? MAX_INFO_BODY : r->body.len);
+        lua_setfield(L, info, "body");
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushvalue(L, info);
+    lua_remove(L, info);
+}
+
+/* No whole response: the transport's failure. */
+static void push_transport_failure(lua_State *L, const ghl_shape *s, int info) {
+    const ghl_response *r = s->response;
+    lua_pushfstring(L, "ghl: %s: %s", failure_labels[r->failure], r->error);
+    if (r->failure != GHL_FAIL_DECODE && r->transport_code != 0) {
+        lua_pushinteger(L, r->transport_code);
+        lua_setfield(L, info, "curl_code");
+    }
+    push_failure(L, s, info, failure_kinds[r->failure]);
+}
+
+/* A non-2xx answer: "ghl: HTTP 404 Not Found: <the API's message>". */
+static void push_http_failure(lua_State *L, const ghl_shape *s, int info, int body) {
+    long status = s->response->status;
+    const char *reason = reason_phrase(status);
+    lua_pushfstring(L, "ghl: HTTP %d", (int)status);
+    if (reason != NULL) {
+        lua_pushfstring(L, " %s", reason);
+        lua_concat(L, 2);
+    }
+    if (body && push_api_message(L, body)) {
+        size_t n;
+        const char *text = lua_tolstring(L, -1, &n);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, info, "message");
+        lua_pushliteral(L, ": ");
+        push_one_line(L, text, n);
+        lua_remove(L, -3);
+        lua_concat(L, 3);
+    }
+    if (body) lua_remove(L, body);
+    push_failure(L, s, info, "http");
+}
+
+/* The message in a decoded 2xx body at `body`: body.message when it is an
+ * object with an id, else the body itself when it has one. Pushes it, or
+ * returns why there is none. */
+static const char *push_message(lua_State *L, int body) {
+    int found;
+    lua_getfield(L, body, "message");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "id");
+        found = lua_type(L, -1) == LUA_TSTRING;
+        lua_pop(L, 1);
+        if (found) return NULL;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, body, "id");
+    found = lua_type(L, -1) == LUA_TSTRING;
+    lua_pop(L, 1);
+    if (!found) return "no message in the body";
+    lua_pushvalue(L, body);
+    return NULL;
+}
+
+void ghl_shape_push(lua_State *L, const ghl_shape *s) {
+    const ghl_response *r = s->response;
+    int info, body = 0;
     const char *why;
 
-    luaL_checkstack(L, 10, "ghl");
-    lua_createtable(L, 0, 8);
-    info = lua_gettop(L);
-    if (o->status > 0) {
-        lua_pushinteger(L, (lua_Integer)o->status);
-        lua_setfield(L, info, "status");
-    }
-    if (o->attempts > 0) {
-        lua_pushinteger(L, o->attempts);
-        lua_setfield(L, info, "attempts");
-    }
-    if (o->retry_after >= 0) {
-        lua_pushinteger(L, (lua_Integer)o->retry_after); /* whole seconds, both forms */
-        lua_setfield(L, info, "retry_after");
-    }
-    if (o->ratelimit != NULL && o->ratelimit->present) {
-        ghl_push_ratelimit(L, o->ratelimit);
-        lua_setfield(L, info, "rate_limit");
-    }
-
-    if (o->too_large) {
+    luaL_checkstack(L, 12, "ghl");
+    info = push_info(L, s);
+    if (r->too_large) {
         char limit[32]; /* %f would print "8388608.0" on 5.3+ */
-        snprintf(limit, sizeof limit, "%lu", (unsigned long)o->max_body);
+        snprintf(limit, sizeof limit, "%lu", (unsigned long)r->max_body);
         lua_pushfstring(L, "ghl: response too large: more than %s bytes (max_body_size)", limit);
-        fail(L, o, info, "too_large");
+        push_failure(L, s, info, "too_large");
         return;
     }
-    if (o->code != CURLE_OK) {
-        const char *kind = curl_kind(o->code);
-        const char *label = strcmp(kind, "timeout") == 0 ? "timeout"
-                            : strcmp(kind, "tls") == 0  ? "TLS error"
-                            : strcmp(kind, "decode") == 0 ? "cannot decode the response"
-                                                          : "network error";
-        lua_pushfstring(L, "ghl: %s: %s", label,
-                        o->curl_error && o->curl_error[0] ? o->curl_error : curl_easy_strerror(o->code));
-        if (strcmp(kind, "decode") != 0) {
-            lua_pushinteger(L, (lua_Integer)o->code);
-            lua_setfield(L, info, "curl_code");
-        }
-        fail(L, o, info, kind);
+    if (r->failure != GHL_FAIL_NONE) {
+        push_transport_failure(L, s, info);
         return;
     }
 
-    why = json_decode(L, o->body, o->body_len);
-    body = why == NULL && lua_type(L, -1) == LUA_TTABLE ? lua_gettop(L) : 0;
-    if (why == NULL && body == 0) {
+    why = json_decode(L, r->body.data, r->body.len);
+    if (why == NULL && lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
         why = "the body is not a JSON object";
     }
-    if (body) set_trace_id(L, body, info);
-
-    if (o->status < 200 || o->status > 299) {
-        const char *reason = reason_phrase(o->status);
-        lua_pushfstring(L, "ghl: HTTP %d", (int)o->status);
-        if (reason != NULL) {
-            lua_pushfstring(L, " %s", reason);
-            lua_concat(L, 2);
-        }
-        if (body && push_api_message(L, body)) {
-            size_t n;
-            const char *text = lua_tolstring(L, -1, &n);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, info, "message");
-            lua_pushliteral(L, ": ");
-            push_one_line(L, text, n);
-            lua_remove(L, -3);
-            lua_concat(L, 3);
-        }
-        if (body) lua_remove(L, body);
-        fail(L, o, info, "http");
+    if (why == NULL) {
+        body = lua_gettop(L);
+        set_trace_id(L, body, info);
+    }
+    if (r->status < 200 || r->status > 299) {
+        push_http_failure(L, s, info, body);
         return;
     }
-
-    if (why == NULL) {
-        int m;
-        lua_getfield(L, body, "message");
-        if (lua_type(L, -1) != LUA_TTABLE) {
-            lua_pop(L, 1);
-            lua_getfield(L, body, "id");
-            if (lua_isnil(L, -1)) why = "no message in the body";
-            lua_pop(L, 1);
-            lua_pushvalue(L, body); /* the top-level form */
-        }
-        m = lua_gettop(L);
-        if (why == NULL && normalize(L, m) != 0) why = "a number is out of range";
-        if (why == NULL) {
-            if (o->convert_enums) convert_type(L, m);
-            lua_remove(L, body);
-            lua_pushnil(L);
-            lua_pushvalue(L, info);
-            lua_remove(L, info);
-            return;
-        }
+    if (why == NULL) why = push_message(L, body);
+    if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
         lua_pop(L, 1);
+        why = "a number is out of range";
     }
-    if (body) lua_remove(L, body);
-    lua_pushfstring(L, "ghl: cannot decode the response: %s", why);
-    fail(L, o, info, "decode");
+    if (why != NULL) {
+        if (body) lua_remove(L, body);
+        lua_pushfstring(L, "ghl: cannot decode the response: %s", why);
+        push_failure(L, s, info, "decode");
+        return;
+    }
+    if (s->convert_enums) ghl_convert_type(L, lua_gettop(L));
+    lua_remove(L, body); /* message, then nil and info */
+    lua_pushnil(L);
+    lua_pushvalue(L, info);
+    lua_remove(L, info);
 }

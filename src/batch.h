@@ -1,0 +1,81 @@
+/* Runs requests over one libcurl multi handle: a single call is a batch of
+ * one, get_messages a batch of many, up to `concurrency` at once (HTTP/2
+ * multiplexing where offered). It retries by the rules of retry.c and, for
+ * batches, paces starts by the rate-limit window the server reports. Every
+ * wait is bounded by the settings. Plain C, no Lua: the caller shapes each
+ * finished request between calls of ghl_batch_next. One multi handle, so a
+ * client has one connection cache. */
+#ifndef GHL_BATCH_H
+#define GHL_BATCH_H
+
+#include "options.h"
+#include "request.h"
+#include "transfer.h"
+
+typedef struct ghl_job {
+    ghl_request request;
+    int state;    /* internal */
+    int attempts;
+    double due;   /* waiting: when to try again */
+} ghl_job;
+
+typedef struct ghl_run_settings {
+    int concurrency, retries;
+    long timeout_ms, connect_timeout_ms;
+    double max_retry_delay;
+    int paced; /* start nothing while the window says none remain */
+} ghl_run_settings;
+
+/* What the server has said of its rate-limit window. */
+typedef struct ghl_window {
+    long remaining;      /* the lowest X-RateLimit-Remaining seen in it; < 0: unknown */
+    long max;            /* X-RateLimit-Max, what a fresh window holds; < 0: unknown */
+    double interval;     /* seconds */
+    double started;      /* when the first figure for it came */
+    double paused_until; /* remaining reached 0: start nothing before then; 0: no pause */
+} ghl_window;
+
+typedef struct ghl_batch {
+    const ghl_transport_config *config;
+    CURLM *multi;
+    ghl_transfer *pool[GHL_MAX_CONCURRENCY]; /* each allocated alone: libcurl keeps its address */
+    int pool_size;
+    ghl_ratelimit last_ratelimit; /* the last response's figures */
+    double last_at;               /* when it came; 0: no response yet */
+    unsigned long rng;
+    /* the run in progress */
+    ghl_job *jobs;
+    int *heap;           /* waiting jobs, soonest due first */
+    int heap_len, count, next_fresh, done, running;
+    ghl_run_settings settings;
+    ghl_window window;
+    ghl_transfer *handed; /* its job was handed out; idle again at the next call */
+    int fatal;            /* CURLMcode that ended the run, 0: none */
+    ghl_response fatal_response;
+    char url[GHL_MAX_PATH + 1024];
+} ghl_batch;
+
+/* Sets up an idle batch engine (nothing is allocated until a run). */
+void ghl_batch_init(ghl_batch *b, const ghl_transport_config *cfg, unsigned long seed);
+
+/* Starts a run over count jobs (their request set, the rest zeroed by this
+ * call); heap has room for count ints. Both arrays outlive the run. Returns
+ * CURLE_OK, or why the engine could not be made ready. */
+CURLcode ghl_batch_start(ghl_batch *b, ghl_job *jobs, int *heap, int count, const ghl_run_settings *s);
+
+/* Drives the transfers until a job is finished for good, and returns it with
+ * its last response (valid until the next call), or NULL when all are done. */
+ghl_job *ghl_batch_next(ghl_batch *b, ghl_response **response);
+
+/* Ends the run (also one cut short by a Lua error): every transfer is taken
+ * off the multi handle. Idempotent. */
+void ghl_batch_end(ghl_batch *b);
+
+/* Drops every connection without using it again: after fork(), the sockets
+ * are the parent's too. */
+void ghl_batch_forget_connections(ghl_batch *b);
+
+/* Frees everything. */
+void ghl_batch_free(ghl_batch *b);
+
+#endif

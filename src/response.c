@@ -1,0 +1,120 @@
+#include "response.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h> /* curl_getdate: an HTTP-date parser */
+
+void ghl_response_reset(ghl_response *r, size_t keep) {
+    size_t max_body = r->max_body;
+    ghl_buffer body = r->body;
+    ghl_buffer_reset(&body, keep);
+    memset(r, 0, sizeof *r);
+    r->body = body;
+    r->max_body = max_body;
+    r->retry_after = -1;
+}
+
+void ghl_response_free(ghl_response *r) {
+    ghl_buffer_free(&r->body);
+}
+
+/* Case-insensitive "Name:" match; returns the start of the trimmed value. */
+static const char *header_value(const char *line, size_t len, const char *name, size_t *vlen) {
+    size_t nlen = strlen(name), i;
+    if (len <= nlen || line[nlen] != ':') return NULL;
+    for (i = 0; i < nlen; i++)
+        if (tolower((unsigned char)line[i]) != tolower((unsigned char)name[i])) return NULL;
+    i = nlen + 1;
+    while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
+    while (len > i && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' ')) len--;
+    *vlen = len - i;
+    return line + i;
+}
+
+/* A non-negative decimal integer header value; -1 if it is not one. */
+static long parse_count(const char *v, size_t n) {
+    long x = 0;
+    size_t i;
+    if (n == 0 || n > 15) return -1;
+    for (i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    return x;
+}
+
+/* Retry-After is either delta-seconds or an HTTP date. */
+static double parse_retry_after(const char *v, size_t n) {
+    char date[64];
+    time_t when, now;
+    long secs = parse_count(v, n);
+    if (secs >= 0) return (double)secs;
+    if (n == 0 || n >= sizeof date) return -1;
+    memcpy(date, v, n);
+    date[n] = '\0';
+    when = curl_getdate(date, NULL);
+    if (when == (time_t)-1) return -1;
+    now = time(NULL);
+    return when > now ? difftime(when, now) : 0.0;
+}
+
+int ghl_response_header(ghl_response *r, const char *line, size_t len) {
+    static const struct {
+        const char *name;
+        unsigned bit;
+        size_t offset;
+    } limits[] = {
+        {"X-RateLimit-Max", GHL_RL_MAX, offsetof(ghl_ratelimit, max)},
+        {"X-RateLimit-Remaining", GHL_RL_REMAINING, offsetof(ghl_ratelimit, remaining)},
+        {"X-RateLimit-Interval-Milliseconds", GHL_RL_INTERVAL, offsetof(ghl_ratelimit, interval_ms)},
+        {"X-RateLimit-Limit-Daily", GHL_RL_DAILY_LIMIT, offsetof(ghl_ratelimit, daily_limit)},
+        {"X-RateLimit-Daily-Remaining", GHL_RL_DAILY_REMAINING, offsetof(ghl_ratelimit, daily_remaining)},
+    };
+    size_t vlen, i;
+    const char *v;
+    if (len == 0) return 0;
+    switch (line[0]) { /* the headers read here start with C, R or X */
+    case 'C': case 'c': case 'R': case 'r': case 'X': case 'x':
+        break;
+    default:
+        return 0;
+    }
+    if ((v = header_value(line, len, "Content-Length", &vlen)) != NULL) {
+        long n = parse_count(v, vlen);
+        if (n >= 0 && (size_t)n > r->max_body) {
+            r->too_large = 1; /* stop before reading a body we would refuse */
+            return -1;
+        }
+        return 0;
+    }
+    if ((v = header_value(line, len, "Retry-After", &vlen)) != NULL) {
+        r->retry_after = parse_retry_after(v, vlen);
+        return 0;
+    }
+    for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        if ((v = header_value(line, len, limits[i].name, &vlen)) != NULL) {
+            long n = parse_count(v, vlen);
+            if (n >= 0) {
+                *(long *)((char *)&r->ratelimit + limits[i].offset) = n;
+                r->ratelimit.present |= limits[i].bit;
+            }
+            break;
+        }
+    }
+    return 0;
+}
+
+int ghl_response_body(ghl_response *r, const char *data, size_t n) {
+    if (r->body.len + n > r->max_body) {
+        r->too_large = 1;
+        return -1;
+    }
+    if (ghl_buffer_append(&r->body, data, n) != 0) {
+        r->out_of_memory = 1;
+        return -1;
+    }
+    return 0;
+}

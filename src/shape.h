@@ -1,0 +1,39 @@
+/* Turning one response (or a body given by the caller) into the module's
+ * returns: `result, nil, info` or `nil, errmsg, info`. Each piece (the info
+ * table, the error message, the unwrap, the type rule) is its own function;
+ * ghl_shape_push only calls them. Lua code may run while tables are made:
+ * nothing here holds a pointer into memory Lua can free. */
+#ifndef GHL_SHAPE_H
+#define GHL_SHAPE_H
+
+#include "compat.h"
+#include "request.h"
+#include "response.h"
+
+typedef struct ghl_shape {
+    const ghl_request *request; /* NULL: a body given by the caller (no "(GET ...)") */
+    const ghl_response *response;
+    int attempts;               /* 0: not from a request */
+    int convert_enums;
+} ghl_shape;
+
+/* Pushes the three return values. An error raised by Lua code that runs
+ * meanwhile (a finalizer, a hook) propagates; only the decoder's own
+ * complaints become kind "decode". */
+void ghl_shape_push(lua_State *L, const ghl_shape *s);
+
+/* Pushes {max=..., remaining=..., ...}, or nil when none was present. */
+void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl);
+
+/* Applies the `type` rule to the message table at idx. */
+void ghl_convert_type(lua_State *L, int idx);
+
+/* Loads the JSON decoder (lua-cjson, an instance of our own so the caller's
+ * cjson settings stay theirs) and the MESSAGE_TYPES table into the registry.
+ * The table is on top of the stack. */
+void ghl_shape_open(lua_State *L);
+
+/* Whether the bytes are well-formed UTF-8 (no overlongs, no surrogates). */
+int ghl_utf8_valid(const char *s, size_t n);
+
+#endif
