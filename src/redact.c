@@ -1,3 +1,5 @@
+/* memmem */
+#define _GNU_SOURCE
 #include "redact.h"
 
 #include <stdlib.h>
@@ -60,13 +62,8 @@ static const char *find_secret(const ghl_secrets *s, const char *p, const char *
     const char *best = NULL;
     int i;
     for (i = 0; i < s->count; i++) {
-        const char *q = p;
-        size_t n = s->len[i];
-        while ((size_t)(end - q) >= n && (q = memchr(q, s->text[i][0], (size_t)(end - q) - n + 1)) != NULL) {
-            if (memcmp(q, s->text[i], n) == 0) break;
-            q++;
-        }
-        if (q != NULL && (size_t)(end - q) >= n && (best == NULL || q < best)) {
+        const char *q = memmem(p, (size_t)(end - p), s->text[i], s->len[i]);
+        if (q != NULL && (best == NULL || q < best)) {
             best = q;
             *which = i;
         }
