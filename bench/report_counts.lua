@@ -1,6 +1,7 @@
 -- Prints bench/run's instruction-count and batch-retry tables from its counts
 -- file, whose lines are "cg.<program>.<scheme>.<fetches> <instructions>"
--- (callgrind totals) and "retry.<ids> us=<wall us per id> cpu=<CPU us per id>".
+-- (callgrind totals) and "retry.<ids> us=<wall us per id> cpu=<CPU us per id>",
+-- one of those per repetition: the median of each is reported.
 --   report_counts.lua COUNTS N1 N2 CONC
 local path, n1, n2, conc = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4]
 local TARGET = 1.05
@@ -15,8 +16,12 @@ for line in io.lines(path) do
     local ids, us, cpu = line:match("^retry%.(%d+) us=(%S+) cpu=(%S+)$")
     if ids then
       ids = tonumber(ids)
-      retry[ids] = { us = tonumber(us), cpu = tonumber(cpu) }
-      sizes[#sizes + 1] = ids
+      if not retry[ids] then
+        retry[ids] = { us = {}, cpu = {} }
+        sizes[#sizes + 1] = ids
+      end
+      table.insert(retry[ids].us, tonumber(us))
+      table.insert(retry[ids].cpu, tonumber(cpu))
     end
   end
 end
@@ -86,20 +91,29 @@ if next(cg) then
     .. " fetches) and start-up cancels out. The floor is bench/floor.c.", n2, n1, n2 - n1, n1, n2))
 end
 
+local function median(t)
+  table.sort(t)
+  local m = #t // 2
+  return #t % 2 == 1 and t[m + 1] or (t[m] + t[m + 1]) / 2
+end
+
 if #sizes > 0 then
   if next(cg) then print() end
   table.sort(sizes)
-  local rows, first = {}, retry[sizes[1]]
+  local rows, reps = {}, #retry[sizes[1]].cpu
+  local first = median(retry[sizes[1]].cpu)
   for _, ids in ipairs(sizes) do
     local r = retry[ids]
+    local cpu = median(r.cpu)
     rows[#rows + 1] = {
       "9 client:get_messages, every id 503 once " .. thousands(ids) .. " ids",
-      string.format("%.2f", r.cpu), string.format("%.3f", r.cpu / first.cpu), string.format("%.2f", r.us),
+      string.format("%.2f", cpu), string.format("%.3f", cpu / first),
+      string.format("%.1f-%.1f", r.cpu[1], r.cpu[#r.cpu]), string.format("%.2f", median(r.us)),
     }
   end
-  print_table({ "row", "cpu us/id", "cpu ratio", "wall us/id" }, rows, { [1] = true })
+  print_table({ "row", "cpu us/id", "cpu ratio", "cpu min-max", "wall us/id" }, rows, { [1] = true })
   print()
   print(string.format("row 9: one Lua 5.4 batch over HTTP at concurrency %s, retries = 1,"
-    .. " max_retry_delay = 0; cpu us/id: the client's\nCPU time (os.clock) over the call, per id;"
-    .. " cpu ratio: to the %s-id batch (linear: 1.00).", conc, thousands(sizes[1])))
+    .. " max_retry_delay = 0, median of %d; cpu us/id:\nthe client's CPU time (os.clock) over the call,"
+    .. " per id; cpu ratio: to the %s-id batch (linear: 1.00).", conc, reps, thousands(sizes[1])))
 end
