@@ -22,7 +22,8 @@ help:
 	@echo "make test-one RUNTIME=x  run the spec on one runtime (lua5.1 ... lua5.4, luajit)"
 	@echo "make demo                fetch a message from the local test server and print it"
 	@echo "make check-rock          luarocks make the rockspec into a scratch tree and load it"
-	@echo "make bench               time ghl against C floors, curl and LuaSocket on a local nginx"
+	@echo "make bench               time ghl against C floors, curl and LuaSocket on a local nginx;"
+	@echo "                         count its instructions per fetch (callgrind), batch retries"
 	@echo "make check-memory        the spec under valgrind and ASan+UBSan, with an aggressive GC, and a short fuzz run"
 	@echo "make fuzz                fuzz ghl.decode_message for FUZZ_SECONDS (default 60)"
 	@echo "make clean               remove build/"
@@ -63,7 +64,7 @@ rock-install:
 check-rock: deps
 	@scripts/check-rock
 
-# Not part of `make test`: a timing report against a local nginx (bench/run).
+# Not part of `make test`: a timing and instruction-count report against a local nginx (bench/run).
 bench:
 	@bench/run
 

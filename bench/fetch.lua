@@ -9,12 +9,20 @@
 --   socket   socket.http / ssl.https request per fetch, then cjson.decode
 --   batch    client:get_messages of N ids at concurrency WARMUP (after a warm-up batch)
 --   rss      client or module loop (WARMUP names which): RSS after 2,000 and after N fetches
+--   retry    client:get_messages of N ids at concurrency WARMUP with retries = 1 and
+--            max_retry_delay = 0, against a server that answers each path 503 once
 --
 -- Prints one line: "us=<wall microseconds per fetch> cpu=<this process's CPU
 -- microseconds per fetch>" (no cpu for popen: curl's own time is not counted
 -- there), or for rss "rss2k=<bytes> rssN=<bytes> per_fetch=<bytes>". Loops of
 -- single fetches run in 10 blocks and "us" is the median block's, so a burst of
 -- outside load moves it less than a plain mean. Exits non-zero on any failed fetch.
+-- With BENCH_GC_STOP=1 in the environment, the garbage collector is stopped
+-- (bench/run's callgrind breakdown, to tell the collector's instructions apart).
+-- The state is then not closed at the end either (os.exit below): freeing
+-- everything there would count as the fetches' cost.
+local gc_stopped = os.getenv("BENCH_GC_STOP") == "1"
+if gc_stopped then collectgarbage("stop") end
 local mode, base, cainfo, n, warmup = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]
 assert(mode and base and cainfo and n and warmup, "usage: fetch.lua MODE BASE_URL CAINFO|- N WARMUP")
 if cainfo == "-" then cainfo = nil end
@@ -148,6 +156,36 @@ elseif mode == "batch" then
   local t0, c0 = now(), os.clock()
   run(timed_ids)
   print(string.format("us=%.3f cpu=%.3f", (now() - t0) * 1e6 / n, (os.clock() - c0) * 1e6 / n))
+elseif mode == "retry" then
+  local ghl = require("ghl")
+  local o = opts()
+  o.retries, o.max_retry_delay = 1, 0
+  local client = ghl.new(o)
+  local conc = tonumber(warmup)
+  -- ids no earlier run has used, so each one's first answer is a 503
+  local run_id = string.format("%08x", math.random(0, 0x7fffffff))
+  local function batch_ids(prefix, count)
+    local t = {}
+    for i = 0, count - 1 do t[#t + 1] = string.format("%s%s%08d", prefix, run_id, i) end
+    return t
+  end
+  local function run(list)
+    local messages, failures = client:get_messages(list, { concurrency = conc })
+    return function()
+      local id, info = next(failures)
+      if id then fail("get_messages " .. id, info.errmsg) end
+      for _, want in ipairs(list) do
+        if not messages[want] then fail("get_messages", "no message for " .. want) end
+      end
+    end
+  end
+  local warm, timed_ids = batch_ids("w", conc), batch_ids("r", n)
+  run(warm)()
+  local t0, c0 = now(), os.clock()
+  local check = run(timed_ids)
+  local us, cpu = (now() - t0) * 1e6 / n, (os.clock() - c0) * 1e6 / n
+  check()
+  print(string.format("us=%.3f cpu=%.3f", us, cpu))
 elseif mode == "rss" then
   local fetch = warmup == "client" and client_fetcher() or module_fetcher()
   local function settle()
@@ -163,3 +201,5 @@ elseif mode == "rss" then
 else
   fail("mode", "unknown")
 end
+
+if gc_stopped then os.exit(0, false) end

@@ -3,7 +3,14 @@
  * Lua 5.4 state. It sends the same request headers as ghl, so the only
  * difference from client:get_message is what ghl does around libcurl.
  *
- * usage: floor BASE_URL CAINFO|- N WARMUP
+ * usage: floor [--accept-encoding=1|0] BASE_URL CAINFO|- N WARMUP
+ * --accept-encoding=0 leaves CURLOPT_ACCEPT_ENCODING unset; 1 (the default)
+ * sets it to "gzip, deflate" as ghl does: to measure what asking for
+ * compression costs a request. (Both spellings have one length: a longer
+ * argument moves the stack, and with it Lua's string-hash seed, which alone
+ * moves the instruction count of a fetch by a few hundred.)
+ * With BENCH_GC_STOP=1 in the environment, Lua's garbage collector is stopped
+ * (bench/run's breakdown, to tell the collector's instructions from the rest).
  * prints: us=<wall microseconds per fetch> cpu=<this process's CPU microseconds per fetch>
  * The N timed fetches run in BLOCKS blocks; "us" is the median block's, so a
  * burst of outside load on the machine moves it less than a plain mean.
@@ -15,6 +22,11 @@
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+static int gc_stopped(void) {
+    const char *v = getenv("BENCH_GC_STOP");
+    return v != NULL && strcmp(v, "1") == 0;
 }
 
 int main(int argc, char **argv) {
@@ -29,9 +41,16 @@ int main(int argc, char **argv) {
     double t0 = 0, block[BLOCKS];
     clock_t c0 = 0;
     long per_block;
+    const char *accept_encoding = FLOOR_ACCEPT_ENCODING;
 
+    if (argc > 1 && strncmp(argv[1], "--accept-encoding=", 18) == 0) {
+        if (strcmp(argv[1] + 18, "0") == 0) accept_encoding = NULL;
+        else if (strcmp(argv[1] + 18, "1") != 0) argc = 0; /* neither: the usage below */
+        argc--;
+        argv++;
+    }
     if (argc != 5) {
-        fprintf(stderr, "usage: floor BASE_URL CAINFO|- N WARMUP\n");
+        fprintf(stderr, "usage: floor [--accept-encoding=1|0] BASE_URL CAINFO|- N WARMUP\n");
         return 2;
     }
     base = argv[1];
@@ -47,11 +66,12 @@ int main(int argc, char **argv) {
 
     L = open_decoder("floor", &decode_ref);
     if (L == NULL) return 1;
+    if (gc_stopped()) lua_gc(L, LUA_GCSTOP);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     e = curl_easy_init();
     headers = request_headers();
-    setup_easy(e, headers, cainfo, &body);
+    setup_easy(e, headers, cainfo, accept_encoding, &body);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, err);
 
     for (i = 0; i < warmup + n; i++) {
@@ -89,7 +109,8 @@ int main(int argc, char **argv) {
     curl_easy_cleanup(e);
     curl_slist_free_all(headers);
     curl_global_cleanup();
-    lua_close(L);
+    /* with the GC stopped, freeing everything here would count as the fetches' cost */
+    if (!gc_stopped()) lua_close(L);
     free(body.data);
     return 0;
 }

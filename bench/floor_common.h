@@ -50,12 +50,18 @@ static struct curl_slist *request_headers(void) {
     return headers;
 }
 
-/* The easy-handle options ghl sets; the body goes to *body. */
-static void setup_easy(CURL *e, struct curl_slist *headers, const char *cainfo, buf *body) {
+/* What ghl asks for in CURLOPT_ACCEPT_ENCODING. */
+#define FLOOR_ACCEPT_ENCODING "gzip, deflate"
+
+/* The easy-handle options ghl sets; the body goes to *body. accept_encoding
+ * NULL leaves CURLOPT_ACCEPT_ENCODING unset: no Accept-Encoding header, and
+ * libcurl decodes nothing. */
+static void setup_easy(CURL *e, struct curl_slist *headers, const char *cainfo,
+                       const char *accept_encoding, buf *body) {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-ghl/0.1.0");
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
+    if (accept_encoding != NULL) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, accept_encoding);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);

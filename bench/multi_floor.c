@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < conc; i++) {
         CURL *e = curl_easy_init();
         slots[i].easy = e;
-        setup_easy(e, headers, cainfo, &slots[i].body);
+        setup_easy(e, headers, cainfo, FLOOR_ACCEPT_ENCODING, &slots[i].body);
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
         curl_easy_setopt(e, CURLOPT_PRIVATE, &slots[i]);
     }
