@@ -73,9 +73,12 @@ static const char *find_secret(const ghl_secrets *s, const char *p, const char *
 
 int ghl_redact_buffer(ghl_buffer *b, const ghl_secrets *s) {
     ghl_buffer out = {NULL, 0, 0};
-    const char *p = b->data, *end = b->data + b->len, *hit;
+    const char *p, *end, *hit;
     int which = 0, ok = 0;
-    if (b->len == 0 || s->count == 0 || find_secret(s, p, end, &which) == NULL) return 0;
+    if (b->len == 0 || s->count == 0) return 0;
+    p = b->data;
+    end = p + b->len;
+    if (find_secret(s, p, end, &which) == NULL) return 0;
     while ((hit = find_secret(s, p, end, &which)) != NULL) {
         ok = ghl_buffer_append(&out, p, (size_t)(hit - p)) |
              ghl_buffer_append(&out, GHL_REDACTED, sizeof GHL_REDACTED - 1);

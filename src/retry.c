@@ -13,8 +13,9 @@ static const char *skip_json_space(const char *p, const char *end) {
 
 int ghl_command_timed_out(const ghl_response *r) {
     static const char key[] = "\"message\"", value[] = "\"Command timed out\"";
-    const char *p = r->body.data, *end = p + r->body.len;
+    const char *p = r->body.data, *end;
     if (p == NULL) return 0;
+    end = p + r->body.len;
     for (; end - p >= (long)(sizeof key - 1); p++) {
         const char *v;
         if (memcmp(p, key, sizeof key - 1) != 0) continue;
