@@ -11,9 +11,10 @@ test run; listens on 127.0.0.1 only, on three ephemeral ports:
             wrongly follows a redirect shows up in the log with its headers.
 
 The behaviour is chosen by the message id (last path segment; any prefix before
-/conversations is ignored).  An id may end in "--<nonce>": the nonce is dropped
-to find the scenario, but attempt counters are kept per full id, so every test
-can use its own id (e.g. "flaky_503_2--r1n7").  Ids are [A-Za-z0-9_-] only.
+/conversations is ignored, the "http://host:port" of a request sent to a proxy
+included).  An id may end in "--<nonce>": the nonce is dropped to find the
+scenario, but attempt counters are kept per full id, so every test can use its
+own id (e.g. "flaky_503_2--r1n7").  Ids are [A-Za-z0-9_-] only.
 
 Unless a scenario says otherwise: a request whose Authorization is not
 "Bearer <something>" gets 401 Invalid JWT; every response carries the
@@ -139,7 +140,8 @@ FIXTURES = os.path.join(HERE, "fixtures")
 
 HOLD_SECONDS = 30
 SOCKET_TIMEOUT = 40
-PATH_RE = re.compile(r"^(?:/[^?#]*)?/conversations/messages/([^/?#]*)(?:\?[^#]*)?$")
+# origin-form "/..." or, as a client sends it to a proxy, absolute-form "http://host:port/..."
+PATH_RE = re.compile(r"^(?:https?://[^/?#]*)?(?:/[^?#]*)?/conversations/messages/([^/?#]*)(?:\?[^#]*)?$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _lock = threading.Lock()
