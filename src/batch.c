@@ -167,7 +167,7 @@ static ghl_job *take_next_job(ghl_batch *b, double now) {
 }
 
 static size_t write_url(ghl_batch *b, const ghl_request *r) {
-    size_t n = strlen(b->config->base_url);
+    size_t n = b->config->base_len;
     if (n > sizeof b->url - GHL_MAX_PATH) n = sizeof b->url - GHL_MAX_PATH;
     memcpy(b->url, b->config->base_url, n);
     return n + ghl_request_path(r, b->url + n);

@@ -72,6 +72,7 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
         luaL_error(L, "ghl: out of memory");
     }
     c->transport.base_url = c->options.base_url;
+    c->transport.base_len = c->options.base_url_len;
     c->transport.cainfo = c->options.cainfo;
     c->transport.proxy = c->options.proxy;
     c->transport.ssl_verify = c->options.ssl_verify;
@@ -84,8 +85,16 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     return c;
 }
 
+/* The open client at idx. Methods carry the metatable as upvalue 1, which
+ * is cheaper to compare with than a registry lookup. */
 static ghl_client *check_open(lua_State *L, int idx) {
-    ghl_client *c = luaL_checkudata(L, idx, GHL_CLIENT_MT);
+    ghl_client *c = lua_touserdata(L, idx);
+    int same = c != NULL && lua_getmetatable(L, idx);
+    if (same) {
+        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+    }
+    if (!same) c = luaL_checkudata(L, idx, GHL_CLIENT_MT); /* raises the usual message */
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     return c;
 }
@@ -120,11 +129,17 @@ static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, i
 /* Shapes a finished job's response: pushes the three returns. */
 static void push_result(lua_State *L, ghl_client *c, const ghl_job *job, ghl_response *r) {
     ghl_shape s;
-    if (r->out_of_memory || ghl_redact_buffer(&r->body, &c->secrets) != 0) luaL_error(L, "ghl: out of memory");
+    int error_status = r->status < 200 || r->status > 299;
+    /* an error body's text reaches errmsg and info.message: cut the secrets
+     * out before it is decoded (a 2xx body reaches info only as info.body,
+     * which the shaper cuts) */
+    if (r->out_of_memory || (error_status && ghl_redact_buffer(&r->body, &c->secrets) != 0))
+        luaL_error(L, "ghl: out of memory");
     s.request = &job->request;
     s.response = r;
     s.attempts = job->attempts;
     s.convert_enums = c->options.convert_enums;
+    s.secrets = &c->secrets;
     ghl_shape_push(L, &s);
 }
 
@@ -457,7 +472,8 @@ void ghl_client_open(lua_State *L) {
     luaL_newmetatable(L, GHL_CLIENT_MT);
     luaL_setfuncs(L, meta, 0);
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1); /* the metatable, for check_open */
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, GHL_CLIENT_MT);
     lua_setfield(L, -2, "__name");

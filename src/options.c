@@ -259,6 +259,18 @@ void ghl_options_free(ghl_options *o) {
     }
 }
 
+/* [A-Za-z0-9_-] */
+static const unsigned char id_chars[256] = {
+    ['-'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 const char *ghl_check_id(lua_State *L, int idx, size_t *len) {
     size_t n, i;
     const char *id;
@@ -267,11 +279,9 @@ const char *ghl_check_id(lua_State *L, int idx, size_t *len) {
     id = lua_tolstring(L, idx, &n);
     if (n == 0 || n > GHL_MAX_ID_LEN)
         luaL_error(L, "ghl: bad argument 'id' (must be 1 to %d characters)", GHL_MAX_ID_LEN);
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)id[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+    for (i = 0; i < n; i++)
+        if (!id_chars[(unsigned char)id[i]])
             luaL_error(L, "ghl: bad argument 'id' (only A-Z, a-z, 0-9, '_' and '-' are allowed)");
-    }
     if (len != NULL) *len = n;
     return id;
 }

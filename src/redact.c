@@ -57,8 +57,7 @@ void ghl_secrets_free(ghl_secrets *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* The first secret at or after p, or NULL; *which tells which one. */
-static const char *find_secret(const ghl_secrets *s, const char *p, const char *end, int *which) {
+const char *ghl_find_secret(const ghl_secrets *s, const char *p, const char *end, int *which) {
     const char *best = NULL;
     int i;
     for (i = 0; i < s->count; i++) {
@@ -78,8 +77,8 @@ int ghl_redact_buffer(ghl_buffer *b, const ghl_secrets *s) {
     if (b->len == 0 || s->count == 0) return 0;
     p = b->data;
     end = p + b->len;
-    if (find_secret(s, p, end, &which) == NULL) return 0;
-    while ((hit = find_secret(s, p, end, &which)) != NULL) {
+    if (ghl_find_secret(s, p, end, &which) == NULL) return 0;
+    while ((hit = ghl_find_secret(s, p, end, &which)) != NULL) {
         ok = ghl_buffer_append(&out, p, (size_t)(hit - p)) |
              ghl_buffer_append(&out, GHL_REDACTED, sizeof GHL_REDACTED - 1);
         if (ok != 0) break;

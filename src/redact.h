@@ -24,6 +24,9 @@ int ghl_secrets_init(ghl_secrets *s, const char *token, const char *proxy);
 
 void ghl_secrets_free(ghl_secrets *s);
 
+/* The first secret in [p, end), or NULL; *which tells which one. */
+const char *ghl_find_secret(const ghl_secrets *s, const char *p, const char *end, int *which);
+
 /* Replaces every secret in b by GHL_REDACTED. Returns 0, or -1 when memory
  * runs out (b is then emptied rather than left holding a secret). */
 int ghl_redact_buffer(ghl_buffer *b, const ghl_secrets *s);

@@ -7,20 +7,25 @@ const ghl_endpoint ghl_get_message_endpoint = {
 };
 
 size_t ghl_request_path(const ghl_request *r, char *out) {
-    const char *t = r->endpoint->path;
+    const char *t = r->endpoint->path, *hole;
     size_t n = 0;
     int arg = 0;
-    while (*t != '\0' && n < GHL_MAX_PATH - 1) {
-        if (t[0] == '{' && t[1] == '}' && arg < GHL_MAX_PATH_ARGS) {
-            size_t len = r->arg_len[arg];
-            if (len > GHL_MAX_PATH - 1 - n) len = GHL_MAX_PATH - 1 - n;
-            memcpy(out + n, r->args[arg], len);
-            n += len;
-            arg++;
-            t += 2;
-        } else {
-            out[n++] = *t++;
-        }
+    /* copy the template a piece at a time, an argument in each "{}" */
+    while ((hole = strstr(t, "{}")) != NULL && arg < GHL_MAX_PATH_ARGS) {
+        size_t piece = (size_t)(hole - t), len = r->arg_len[arg];
+        if (piece > GHL_MAX_PATH - 1 - n) piece = GHL_MAX_PATH - 1 - n;
+        memcpy(out + n, t, piece);
+        n += piece;
+        if (len > GHL_MAX_PATH - 1 - n) len = GHL_MAX_PATH - 1 - n;
+        memcpy(out + n, r->args[arg++], len);
+        n += len;
+        t = hole + 2;
+    }
+    {
+        size_t rest = strlen(t);
+        if (rest > GHL_MAX_PATH - 1 - n) rest = GHL_MAX_PATH - 1 - n;
+        memcpy(out + n, t, rest);
+        n += rest;
     }
     out[n] = '\0';
     return n;

@@ -21,13 +21,18 @@ void ghl_response_free(ghl_response *r) {
     ghl_buffer_free(&r->body);
 }
 
-/* Case-insensitive "Name:" match; returns the start of the trimmed value. */
-static const char *header_value(const char *line, size_t len, const char *name, size_t *vlen) {
-    size_t nlen = strlen(name), i;
-    if (len <= nlen || line[nlen] != ':') return NULL;
+/* Whether line starts with name (lower case, ':' included), in any case. */
+static int starts_with(const char *line, size_t len, const char *name, size_t nlen) {
+    size_t i;
+    if (len < nlen) return 0;
     for (i = 0; i < nlen; i++)
-        if (tolower((unsigned char)line[i]) != tolower((unsigned char)name[i])) return NULL;
-    i = nlen + 1;
+        if (tolower((unsigned char)line[i]) != name[i]) return 0;
+    return 1;
+}
+
+/* The trimmed value of a header line whose first `skip` bytes are its name. */
+static const char *value_after(const char *line, size_t len, size_t skip, size_t *vlen) {
+    size_t i = skip;
     while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
     while (len > i && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' ')) len--;
     *vlen = len - i;
@@ -63,48 +68,57 @@ static double parse_retry_after(const char *v, size_t n) {
 
 int ghl_response_header(ghl_response *r, const char *line, size_t len) {
     static const struct {
-        const char *name;
+        const char *suffix; /* after "x-ratelimit-" */
         unsigned bit;
         size_t offset;
     } limits[] = {
-        {"X-RateLimit-Max", GHL_RL_MAX, offsetof(ghl_ratelimit, max)},
-        {"X-RateLimit-Remaining", GHL_RL_REMAINING, offsetof(ghl_ratelimit, remaining)},
-        {"X-RateLimit-Interval-Milliseconds", GHL_RL_INTERVAL, offsetof(ghl_ratelimit, interval_ms)},
-        {"X-RateLimit-Limit-Daily", GHL_RL_DAILY_LIMIT, offsetof(ghl_ratelimit, daily_limit)},
-        {"X-RateLimit-Daily-Remaining", GHL_RL_DAILY_REMAINING, offsetof(ghl_ratelimit, daily_remaining)},
+        {"max:", GHL_RL_MAX, offsetof(ghl_ratelimit, max)},
+        {"remaining:", GHL_RL_REMAINING, offsetof(ghl_ratelimit, remaining)},
+        {"interval-milliseconds:", GHL_RL_INTERVAL, offsetof(ghl_ratelimit, interval_ms)},
+        {"limit-daily:", GHL_RL_DAILY_LIMIT, offsetof(ghl_ratelimit, daily_limit)},
+        {"daily-remaining:", GHL_RL_DAILY_REMAINING, offsetof(ghl_ratelimit, daily_remaining)},
     };
+    static const char rl_prefix[] = "x-ratelimit-", cl[] = "content-length:", ra[] = "retry-after:";
     size_t vlen, i;
     const char *v;
     if (len == 0) return 0;
     switch (line[0]) { /* the headers read here start with C, R or X */
-    case 'C': case 'c': case 'R': case 'r': case 'X': case 'x':
-        break;
+    case 'C': case 'c':
+        if (!starts_with(line, len, cl, sizeof cl - 1)) return 0;
+        v = value_after(line, len, sizeof cl - 1, &vlen);
+        {
+            long n = parse_count(v, vlen);
+            if (n >= 0 && (size_t)n > r->max_body) {
+                r->too_large = 1; /* stop before reading a body we would refuse */
+                return -1;
+            }
+        }
+        return 0;
+    case 'R': case 'r':
+        if (starts_with(line, len, ra, sizeof ra - 1)) {
+            v = value_after(line, len, sizeof ra - 1, &vlen);
+            r->retry_after = parse_retry_after(v, vlen);
+        }
+        return 0;
+    case 'X': case 'x':
+        if (!starts_with(line, len, rl_prefix, sizeof rl_prefix - 1)) return 0;
+        for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+            size_t slen = strlen(limits[i].suffix);
+            if (starts_with(line + sizeof rl_prefix - 1, len - (sizeof rl_prefix - 1), limits[i].suffix, slen)) {
+                long n;
+                v = value_after(line, len, sizeof rl_prefix - 1 + slen, &vlen);
+                n = parse_count(v, vlen);
+                if (n >= 0) {
+                    *(long *)((char *)&r->ratelimit + limits[i].offset) = n;
+                    r->ratelimit.present |= limits[i].bit;
+                }
+                break;
+            }
+        }
+        return 0;
     default:
         return 0;
     }
-    if ((v = header_value(line, len, "Content-Length", &vlen)) != NULL) {
-        long n = parse_count(v, vlen);
-        if (n >= 0 && (size_t)n > r->max_body) {
-            r->too_large = 1; /* stop before reading a body we would refuse */
-            return -1;
-        }
-        return 0;
-    }
-    if ((v = header_value(line, len, "Retry-After", &vlen)) != NULL) {
-        r->retry_after = parse_retry_after(v, vlen);
-        return 0;
-    }
-    for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
-        if ((v = header_value(line, len, limits[i].name, &vlen)) != NULL) {
-            long n = parse_count(v, vlen);
-            if (n >= 0) {
-                *(long *)((char *)&r->ratelimit + limits[i].offset) = n;
-                r->ratelimit.present |= limits[i].bit;
-            }
-            break;
-        }
-    }
-    return 0;
 }
 
 int ghl_response_body(ghl_response *r, const char *data, size_t n) {

@@ -310,6 +310,25 @@ static int push_info(lua_State *L, const ghl_shape *s) {
     return lua_gettop(L);
 }
 
+/* Pushes text with every secret replaced by GHL_REDACTED. */
+static void push_redacted(lua_State *L, const char *p, size_t n, const ghl_secrets *secrets) {
+    const char *end = p + n, *hit;
+    int which;
+    luaL_Buffer b;
+    if (secrets == NULL || (hit = ghl_find_secret(secrets, p, end, &which)) == NULL) {
+        lua_pushlstring(L, p, n);
+        return;
+    }
+    luaL_buffinit(L, &b);
+    do {
+        luaL_addlstring(&b, p, (size_t)(hit - p));
+        luaL_addstring(&b, GHL_REDACTED);
+        p = hit + secrets->len[which];
+    } while ((hit = ghl_find_secret(secrets, p, end, &which)) != NULL);
+    luaL_addlstring(&b, p, (size_t)(end - p));
+    luaL_pushresult(&b);
+}
+
 /* Finishes a failure: errmsg is on top, info at `info`; leaves nil, errmsg,
  * info in their place. */
 static void push_failure(lua_State *L, const ghl_shape *s, int info, const char *kind) {
@@ -323,7 +342,7 @@ static void push_failure(lua_State *L, const ghl_shape *s, int info, const char 
     lua_pushstring(L, kind);
     lua_setfield(L, info, "kind");
     if (r->body.len > 0) {
-        lua_pushlstring(L, r->body.data, r->body.len > MAX_INFO_BODY ? MAX_INFO_BODY : r->body.len);
+        push_redacted(L, r->body.data, r->body.len > MAX_INFO_BODY ? MAX_INFO_BODY : r->body.len, s->secrets);
         lua_setfield(L, info, "body");
     }
     lua_pushnil(L);

@@ -7,6 +7,7 @@
 #define GHL_SHAPE_H
 
 #include "compat.h"
+#include "redact.h"
 #include "request.h"
 #include "response.h"
 
@@ -15,6 +16,7 @@ typedef struct ghl_shape {
     const ghl_response *response;
     int attempts;               /* 0: not from a request */
     int convert_enums;
+    const ghl_secrets *secrets; /* cut out of info.body; NULL: none */
 } ghl_shape;
 
 /* Pushes the three return values. An error raised by Lua code that runs

@@ -87,6 +87,7 @@ CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg) {
     t->easy = e;
     t->config = cfg;
     t->job = NULL;
+    t->timeout_ms = t->connect_timeout_ms = 0;
     t->response.max_body = cfg->max_body;
     ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
     SET(CURLOPT_NOSIGNAL, 1L); /* hosts are multi-threaded */
@@ -127,8 +128,13 @@ CURLcode ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms,
     CURL *e = t->easy;
     ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
     SET(CURLOPT_URL, url);
-    SET(CURLOPT_TIMEOUT_MS, timeout_ms);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+    if (timeout_ms != t->timeout_ms) SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (connect_timeout_ms != t->connect_timeout_ms) SET(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+    /* remembered only once set: a failed set is tried again next time */
+    if (code == CURLE_OK) {
+        t->timeout_ms = timeout_ms;
+        t->connect_timeout_ms = connect_timeout_ms;
+    }
     return code;
 }
 

@@ -19,6 +19,7 @@ typedef struct ghl_sockets {
 /* What stays the same for every request of a client. */
 typedef struct ghl_transport_config {
     const char *base_url;       /* no trailing '/' */
+    size_t base_len;
     struct curl_slist *headers; /* every request's headers, User-Agent included */
     const char *cainfo;         /* NULL: libcurl's default bundle */
     const char *proxy;          /* NULL: none set (libcurl still reads the environment) */
@@ -34,6 +35,7 @@ typedef struct ghl_transfer {
     ghl_response response;
     const ghl_transport_config *config;
     void *job; /* what the multi handle runs it for; NULL: idle */
+    long timeout_ms, connect_timeout_ms; /* as set on the handle; 0: not yet */
 } ghl_transfer;
 
 /* Makes the easy handle and sets what never changes. Returns CURLE_OK or why
