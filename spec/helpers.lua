@@ -144,6 +144,7 @@ function M.start()
     local function int(v) return string.format("%d", assert(tonumber(v))) end
     state.pid = int(info.pid)
     state.http_port, state.https_port, state.other_port = int(info.http), int(info.https), int(info.other)
+    state.proxy_port = int(info.proxy)
     state.http_url = "http://127.0.0.1:" .. state.http_port
     state.https_url = "https://127.0.0.1:" .. state.https_port
     state.https_localhost_url = "https://localhost:" .. state.https_port
@@ -176,7 +177,7 @@ end
 local LAZY = {
   http_url = true, https_url = true, https_localhost_url = true, other_url = true,
   cainfo = true, http_port = true, https_port = true, other_port = true,
-  pid = true, log = true,
+  proxy_port = true, pid = true, log = true,
 }
 setmetatable(M, {
   __index = function(_, key)
@@ -382,9 +383,7 @@ function M.lua_exe()
   return state.exe
 end
 
--- Run `code` in a fresh interpreter of the same kind with `env` (name -> value,
--- false to unset) added to the environment; returns ok, stdout+stderr.
-function M.run_lua(code, env)
+local function env_prefix(env)
   local prefix = "env"
   for k, v in pairs(env or {}) do
     if v == false then
@@ -393,12 +392,45 @@ function M.run_lua(code, env)
       prefix = prefix .. " " .. q(k .. "=" .. v)
     end
   end
-  local p = assert(io.popen(prefix .. " " .. q(M.lua_exe()) .. " -e " .. q(code) .. " 2>&1; echo \"rc=$?\"", "r"))
+  return prefix
+end
+
+-- Run `code` in a fresh interpreter of the same kind with `env` (name -> value,
+-- false to unset) added to the environment; returns ok, stdout+stderr, exit
+-- status. With `seconds`, the run is a hang guard: `timeout` ends the
+-- interpreter (and whatever it forked: timeout signals its own process group)
+-- after that long, and the exit status is then 124 (137 if it had to KILL).
+function M.run_lua(code, env, seconds)
+  local guard = seconds and ("timeout -k 5 " .. string.format("%d", seconds) .. " ") or ""
+  local p = assert(io.popen(guard .. env_prefix(env) .. " " .. q(M.lua_exe()) .. " -e " .. q(code) .. " 2>&1; echo \"rc=$?\"", "r"))
   local out = p:read("*a")
   p:close()
   local rc = tonumber(out:match("rc=(%d+)%s*$"))
   out = out:gsub("rc=%d+%s*$", "")
-  return rc == 0, out
+  return rc == 0, out, rc
+end
+
+-- Start `code` in a fresh interpreter of the same kind, in the background:
+-- stdout in <dir>/<name>.out, stderr in <dir>/<name>.err, its exit status in
+-- <dir>/<name>.rc once it has ended. The pid is the interpreter's own (the
+-- shell execs it), so a signal sent to it reaches the interpreter. Returns
+-- the same table as spawn, plus `err`; end it with stop_process.
+function M.spawn_lua(dir, name, code, env)
+  local rc = dir .. "/" .. name .. ".rc"
+  local out, err = dir .. "/" .. name .. ".out", dir .. "/" .. name .. ".err"
+  os.remove(rc)
+  local sh = "(exec " .. env_prefix(env) .. " " .. q(M.lua_exe()) .. " -e " .. q(code) .. ") >" .. q(out)
+    .. " 2>" .. q(err) .. " </dev/null & p=$!; echo $p; wait $p; echo $? >" .. q(rc)
+  local pipe = assert(io.popen("sh -c " .. q(sh), "r"))
+  local pid = pipe:read("*l")
+  assert(pid and pid:match("^%d+$"), "could not start " .. name)
+  return { pid = pid, pipe = pipe, rc_file = rc, out = out, err = err }
+end
+
+-- s with the test token replaced by "<TOKEN>": what a failing assertion may
+-- show of a child's output or a returned value without printing the token.
+function M.hide_token(s)
+  return (tostring(s):gsub(M.literal(M.TOKEN), "<TOKEN>"))
 end
 
 -- A Lua pattern matching s literally.

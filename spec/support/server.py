@@ -2,13 +2,14 @@
 """Local stand-in for the LeadConnector endpoint GET /conversations/messages/{id}.
 
 Python 3 standard library only.  Started by spec/helpers.lua, one instance per
-test run; listens on 127.0.0.1 only, on three ephemeral ports:
+test run; listens on 127.0.0.1 only, on four ephemeral ports:
 
     http    plain HTTP/1.1, keep-alive
     https   the same over TLS (--cert/--key, signed by the run's throw-away CA)
     other   plain HTTP; the target of cross-origin redirects.  It answers every
             request with the SMS message and checks no token, so a client that
             wrongly follows a redirect shows up in the log with its headers.
+    proxy   a forward proxy that never forwards (see "Proxy listener" below).
 
 The behaviour is chosen by the message id (last path segment; any prefix before
 /conversations is ignored, the "http://host:port" of a request sent to a proxy
@@ -43,6 +44,9 @@ Scenario table (id without nonce -> response)
     message_string       {"message":"ok","traceId":..}                                 message_string.json
     no_ratelimit         sms.json without any X-RateLimit-* header
     open_sms             sms.json without checking Authorization
+    echo                 a TYPE_SMS message whose "id" and "body" are the requested
+                         full id (nonce included), traceId "echo-<full id>": tells
+                         apart the answers to different ids
 
   errors (always the same answer)
     err_400              400 JSON                                                     err_400.json
@@ -62,6 +66,19 @@ Scenario table (id without nonce -> response)
     ra_date_<n>          429 JSON with Retry-After: HTTP-date <n> s ahead            err_429.json
     rl_zero_<ms>         429 JSON, X-RateLimit-Remaining: 0,
                          X-RateLimit-Interval-Milliseconds: <ms>, no Retry-After     err_429.json
+    rlzero_ok_<ms>       200 sms.json, but X-RateLimit-Remaining: 0 and
+                         X-RateLimit-Interval-Milliseconds: <ms> (X-RateLimit-Max 100)
+    rlmax0_<ms>          200 sms.json with X-RateLimit-Max: 0, X-RateLimit-Remaining: 0,
+                         X-RateLimit-Interval-Milliseconds: <ms>: a window that never
+                         holds a request
+    echo_auth_400        400 JSON whose "message" quotes the request's headers:
+                         "Invalid request headers: Authorization: <Authorization>;
+                         Version: <Version>", traceId "echo-auth-400"
+    echo_auth_502_html   502 HTML page (text/html) that dumps the request:
+                         <html>\r\n<head><title>502 Bad Gateway</title></head>\r\n
+                         <body>\r\n<h1>502 Bad Gateway</h1>\r\n<pre>GET <path> HTTP/1.1\r\n
+                         Authorization: <Authorization>\r\nVersion: <Version>\r\n</pre>\r\n
+                         </body>\r\n</html>\r\n  (one string, no other white space)
     redirect_302_other   302, Location on the "other" listener (id sms--<nonce>-moved)
     redirect_301_same    301, Location on this listener (id sms--<nonce>-moved)
 
@@ -100,9 +117,25 @@ Scenario table (id without nonce -> response)
     dup_keys             200, message with "body" twice ("first", then "second")
     no_message           200 {"traceId":..}                                          no_message.json
     gzip_corrupt         200, Content-Encoding: gzip, body garbage
+    body_msg_array       200 {"message":[1,2,3]}
+    body_array_of_msg    200 [{"id":"x"}]
+    body_empty_array     200 []
+    body_null_id         200 {"id":null,"body":"x"}
+    body_msg_null_id     200 {"message":{"id":null}}
+    body_nul_garbage     200 sms.json, then a NUL byte and "garbage"
     slow_ok_<ms>         sleeps <ms> (<= 30000), then 200 sms.json
 
   anything else          404 {"message":"No such scenario: <name>"}
+
+Proxy listener: reads one request (a GET with an absolute URL, or a CONNECT),
+logs {"event":"proxy","t","conn","method","target","user"} (user: the user
+name of a Basic Proxy-Authorization, or null) and, by that user name:
+    reset                closes the connection with a TCP RST
+    anything else        407 Proxy Authentication Required, Proxy-Authenticate:
+                         Basic, Connection: close, a text/html page that echoes
+                         the request line, every header and the decoded
+                         credentials ("Credentials: <user>:<password>"), as a
+                         proxy's debug page may
 
 Log (--log): one JSON line per request, flushed before the answer is sent:
   {"seq","t","listener","conn","method","path","version","headers",
@@ -114,10 +147,11 @@ one included (a request stops counting when its answer starts, after any
 slow_ok_<ms> sleep).  Events: {"event","t","id",...}.
 
 Ready file (--ready-file), written atomically:
-  {"pid": ..., "http": port, "https": port, "other": port}
+  {"pid": ..., "http": port, "https": port, "other": port, "proxy": port}
 """
 
 import argparse
+import base64
 import email.utils
 import gzip
 import http.server
@@ -335,6 +369,45 @@ def fault_body(name):
     return None
 
 
+def echo_body(full_id):
+    """A wrapped TYPE_SMS message whose id and body are the requested id."""
+    return json.dumps({
+        "message": {"id": full_id, "type": 2, "messageType": "TYPE_SMS",
+                    "locationId": "LoC0000000000000test", "contactId": "CoN0000000000000test",
+                    "conversationId": "CoV0000000000000test",
+                    "dateAdded": "2024-03-27T18:13:49.000Z", "direction": "inbound",
+                    "contentType": "text/plain", "body": full_id, "attachments": [],
+                    "meta": {}},
+        "traceId": "echo-" + full_id,
+    }, separators=(",", ":")).encode()
+
+
+NOT_MESSAGE_BODIES = {
+    "body_msg_array": b'{"message":[1,2,3]}',
+    "body_array_of_msg": b'[{"id":"x"}]',
+    "body_empty_array": b'[]',
+    "body_null_id": b'{"id":null,"body":"x"}',
+    "body_msg_null_id": b'{"message":{"id":null}}',
+}
+
+
+def echo_auth_reply(handler, scenario):
+    auth = handler.headers.get("Authorization", "")
+    version = handler.headers.get("Version", "")
+    if scenario == "echo_auth_400":
+        body = json.dumps({
+            "statusCode": 400,
+            "message": "Invalid request headers: Authorization: %s; Version: %s" % (auth, version),
+            "error": "Bad Request",
+            "traceId": "echo-auth-400",
+        }, separators=(",", ":")).encode()
+        return Reply(400, body)
+    page = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+            "<h1>502 Bad Gateway</h1>\r\n<pre>GET %s HTTP/1.1\r\nAuthorization: %s\r\n"
+            "Version: %s\r\n</pre>\r\n</body>\r\n</html>\r\n") % (handler.path, auth, version)
+    return Reply(502, page.encode(), ctype="text/html; charset=utf-8")
+
+
 def http_date(ts):
     return email.utils.formatdate(ts, usegmt=True)
 
@@ -356,6 +429,8 @@ def choose(handler, listener, full_id, scenario, attempt):
 
     if scenario == "open_sms":
         return json_reply(200, SMS)
+    if scenario == "echo":
+        return Reply(200, echo_body(full_id))
     if scenario == "no_ratelimit":
         r = json_reply(200, SMS)
         r.rate_limit = False
@@ -376,6 +451,12 @@ def choose(handler, listener, full_id, scenario, attempt):
         r = Reply(200, b"\x1f\x8b\x08\x00garbage-that-is-not-deflate-data" * 4)
         r.headers.append(("Content-Encoding", "gzip"))
         return r
+    if scenario in NOT_MESSAGE_BODIES:
+        return Reply(200, NOT_MESSAGE_BODIES[scenario])
+    if scenario == "body_nul_garbage":
+        return Reply(200, fixture(SMS) + b"\0garbage")
+    if scenario in ("echo_auth_400", "echo_auth_502_html"):
+        return echo_auth_reply(handler, scenario)
     if scenario == "err_500_empty":
         return Reply(500, b"", ctype=None)
     if scenario == "empty_200":
@@ -415,6 +496,16 @@ def choose(handler, listener, full_id, scenario, attempt):
     if m:
         r = json_reply(429, "err_429.json")
         r.rl_override = {"remaining": 0, "interval_ms": int(m.group(1))}
+        return r
+    m = re.match(r"^rlzero_ok_(\d{1,7})$", scenario)
+    if m:
+        r = json_reply(200, SMS)
+        r.rl_override = {"remaining": 0, "interval_ms": int(m.group(1))}
+        return r
+    m = re.match(r"^rlmax0_(\d{1,7})$", scenario)
+    if m:
+        r = json_reply(200, SMS)
+        r.rl_override = {"max": 0, "remaining": 0, "interval_ms": int(m.group(1))}
         return r
     m = re.match(r"^rlwin_(\d{1,3})_(\d{1,6})(?:_(\d{1,5}))?$", scenario)
     if m:
@@ -461,6 +552,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         self.conn_id = next_conn_id()
+        # headers and body go out in separate writes: without this, Nagle holds
+        # the body back until the client's delayed ACK (~40 ms per request on
+        # a kept-alive connection)
+        try:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         ctx = self.server.ssl_context
         if ctx is not None:
             self.request.settimeout(10)
@@ -669,6 +767,67 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
 
+class ProxyHandler(socketserver.StreamRequestHandler):
+    """A forward proxy that never forwards: 407 with an echo page, or a reset."""
+
+    timeout = SOCKET_TIMEOUT
+
+    def handle(self):
+        conn_id = next_conn_id()
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = self.request.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            text = head.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+            lines = text.split("\r\n")
+            parts = lines[0].split(" ")
+            method = parts[0] if parts else ""
+            target = parts[1] if len(parts) > 1 else ""
+            user, creds = None, None
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "proxy-authorization":
+                    scheme, _, token = value.strip().partition(" ")
+                    if scheme.lower() == "basic":
+                        try:
+                            creds = base64.b64decode(token.strip()).decode("latin-1")
+                        except (ValueError, UnicodeDecodeError):
+                            creds = None
+                        if creds is not None:
+                            user = creds.split(":", 1)[0]
+            log_line({"event": "proxy", "t": time.time(), "id": None, "conn": conn_id,
+                      "method": method, "target": target, "user": user})
+            if user == "reset":
+                self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.request.close()
+                return
+            page = ("<html><head><title>407 Proxy Authentication Required</title></head><body>\n"
+                    "<h1>407 Proxy Authentication Required</h1>\n<pre>\n" + "\n".join(lines)
+                    + "\nCredentials: " + (creds or "") + "\n</pre></body></html>\n").encode("latin-1")
+            self.request.sendall((
+                "HTTP/1.1 407 Proxy Authentication Required\r\n"
+                "Proxy-Authenticate: Basic realm=\"ghl-spec\"\r\n"
+                "Content-Type: text/html; charset=utf-8\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(page)).encode() + page)
+        except (OSError, ValueError):
+            pass
+
+
+class ProxyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+
+    def handle_error(self, request, client_address):
+        pass
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -707,6 +866,7 @@ def main():
         "https": Server("https", ctx, ports),
         "other": Server("other", None, ports),
     }
+    servers["proxy"] = ProxyServer()
     for name, srv in servers.items():
         ports[name] = srv.server_address[1]
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
@@ -717,7 +877,7 @@ def main():
     signal.signal(signal.SIGINT, lambda *a: stop.set())
 
     ready = {"pid": os.getpid(), "http": ports["http"], "https": ports["https"],
-             "other": ports["other"]}
+             "other": ports["other"], "proxy": ports["proxy"]}
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(ready, f)
