@@ -7,6 +7,8 @@
 --      instructions by object, the calls out of ghl's code or the floor's, and
 --      self instructions by function; largest differences first.
 --   callgrind_breakdown.lua DIR N1 N2 [SCHEME]
+package.path = "bench/?.lua;" .. package.path
+local text_table = require("text_table")
 local dir, n1, n2, scheme = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4] or "http"
 local TOP = 25
 
@@ -107,33 +109,9 @@ local function per_fetch(a, b)
   return out
 end
 
-local function thousands(x)
-  local s = string.format("%.0f", x)
-  if s == "-0" then s = "0" end
-  local sign, digits = s:match("^(-?)(%d+)$")
-  return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
-end
+local thousands = text_table.thousands
 
-local function print_table(head, rows)
-  local width = {}
-  for i, h in ipairs(head) do width[i] = #h end
-  for _, r in ipairs(rows) do
-    for i, cell in ipairs(r) do width[i] = math.max(width[i], #cell) end
-  end
-  local function line(cells)
-    local out = {}
-    for i, cell in ipairs(cells) do
-      local pad = string.rep(" ", width[i] - #cell)
-      out[i] = i == 1 and cell .. pad or pad .. cell
-    end
-    print((table.concat(out, "  "):gsub("%s+$", "")))
-  end
-  line(head)
-  local rule = {}
-  for i = 1, #head do rule[i] = string.rep("-", width[i]) end
-  line(rule)
-  for _, r in ipairs(rows) do line(r) end
-end
+local print_table = text_table.print
 
 -- Rows "key, ghl, floor, ghl - floor", largest |ghl - floor| first, at most
 -- limit of them and none under min; also the totals of both columns.

@@ -2,6 +2,8 @@
 -- repetitions (wall time, and the measured process's own CPU time), the ratio
 -- to the row it is held to, the target, PASS or MISS.
 --   report.lua RESULTS N N_SPAWN N_SOCKET BATCH CONC RSS_N
+package.path = "bench/?.lua;" .. package.path
+local text_table = require("text_table")
 local path, n, n_spawn, n_socket, batch, conc, rss_n = table.unpack(arg, 1, 7)
 
 local wall, cpu, rss = {}, {}, {}
@@ -100,25 +102,7 @@ for _, s in ipairs({ "http", "https" }) do
 end
 
 local head = { "row", "us/fetch", "ratio", "target", "result", "cpu us", "cpu ratio", "reps min-max" }
-local width = {}
-for i, h in ipairs(head) do width[i] = #h end
-for _, r in ipairs(rows) do
-  for i, cell in ipairs(r) do width[i] = math.max(width[i], #cell) end
-end
-local left = { [1] = true, [4] = true, [8] = true }
-local function line(cells)
-  local out = {}
-  for i, cell in ipairs(cells) do
-    local pad = string.rep(" ", width[i] - #cell)
-    out[i] = left[i] and cell .. pad or pad .. cell
-  end
-  print((table.concat(out, "  "):gsub("%s+$", "")))
-end
-line(head)
-local rule = {}
-for i = 1, #head do rule[i] = string.rep("-", width[i]) end
-line(rule)
-for _, r in ipairs(rows) do line(r) end
+text_table.print(head, rows, { [1] = true, [4] = true, [8] = true })
 print()
 print(string.format("us/fetch: wall time, median of the repetitions (rows 1-5: each the median of"
   .. " 10 blocks). cpu us: the measured process's own CPU time (not nginx's; not curl's in row 4)."

@@ -3,6 +3,8 @@
 -- (callgrind totals) and "retry.<ids> us=<wall us per id> cpu=<CPU us per id>",
 -- one of those per repetition: the median of each is reported.
 --   report_counts.lua COUNTS N1 N2 CONC
+package.path = "bench/?.lua;" .. package.path
+local text_table = require("text_table")
 local path, n1, n2, conc = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4]
 local TARGET = 1.05
 
@@ -33,32 +35,9 @@ local function per_fetch(key)
   return (t[n2] - t[n1]) / (n2 - n1)
 end
 
-local function thousands(x)
-  local s = string.format("%.0f", x)
-  local sign, digits = s:match("^(-?)(%d+)$")
-  return sign .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
-end
+local thousands = text_table.thousands
 
-local function print_table(head, rows, left)
-  local width = {}
-  for i, h in ipairs(head) do width[i] = #h end
-  for _, r in ipairs(rows) do
-    for i, cell in ipairs(r) do width[i] = math.max(width[i], #cell) end
-  end
-  local function line(cells)
-    local out = {}
-    for i, cell in ipairs(cells) do
-      local pad = string.rep(" ", width[i] - #cell)
-      out[i] = left[i] and cell .. pad or pad .. cell
-    end
-    print((table.concat(out, "  "):gsub("%s+$", "")))
-  end
-  line(head)
-  local rule = {}
-  for i = 1, #head do rule[i] = string.rep("-", width[i]) end
-  line(rule)
-  for _, r in ipairs(rows) do line(r) end
-end
+local print_table = text_table.print
 
 local SCHEME = { http = "HTTP", https = "HTTPS" }
 
