@@ -10,6 +10,10 @@
 #include "shape.h"
 
 #define REG_CACHE "ghl.default_clients"
+
+/* Upvalues of the methods and module functions: the metatable, then the
+ * protected bodies, made once so that starting a call allocates nothing. */
+enum { UP_METATABLE = 1, UP_RUN_GET_MESSAGE, UP_RUN_GET_MESSAGES, UP_COUNT = UP_RUN_GET_MESSAGES };
 #define CACHE_MAX 16
 
 /* ---- life cycle ---- */
@@ -91,7 +95,7 @@ static ghl_client *check_open(lua_State *L, int idx) {
     ghl_client *c = lua_touserdata(L, idx);
     int same = c != NULL && lua_getmetatable(L, idx);
     if (same) {
-        same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        same = lua_rawequal(L, -1, lua_upvalueindex(UP_METATABLE));
         lua_pop(L, 1);
     }
     if (!same) c = luaL_checkudata(L, idx, GHL_CLIENT_MT); /* raises the usual message */
@@ -209,21 +213,24 @@ static int run_get_messages(lua_State *L) {
     return 2;
 }
 
-/* Runs fn(x) with the client marked busy. Whatever happens inside, even an
- * error raised by Lua code that ran meanwhile, the transfers are taken off,
- * the client is free again (closed, if close was asked for meanwhile), and
- * only then does the error go on. Returns the number of results. */
-static int call_busy(lua_State *L, ghl_client *c, lua_CFunction fn, call *x) {
+/* Runs the protected body held in upvalue `fn` with the client marked
+ * busy. Whatever happens inside, even an error raised by Lua code that ran
+ * meanwhile, the transfers are taken off, the client is free again (closed,
+ * if close was asked for meanwhile), and only then does the error go on.
+ * Nothing between marking and lua_pcall allocates, so no Lua code can run
+ * there. Returns the number of results. */
+static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
     int status, base = lua_gettop(L);
     pid_t pid = getpid();
     if (c->busy) luaL_error(L, "ghl: the client is busy");
+    if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     if (c->pid != pid) { /* after fork(): the connections are the parent's */
         ghl_batch_forget_connections(&c->batch);
         c->pid = pid;
     }
     x->c = c;
     c->busy = 1;
-    lua_pushcfunction(L, fn);
+    lua_pushvalue(L, lua_upvalueindex(fn));
     lua_pushlightuserdata(L, x);
     if (x->pass) lua_pushvalue(L, x->pass);
     status = lua_pcall(L, x->pass ? 2 : 1, LUA_MULTRET, 0);
@@ -250,7 +257,7 @@ static int client_get_message(lua_State *L) {
     x.job.request.args[0] = ghl_check_id(L, 2, &x.job.request.arg_len[0]);
     read_call_options(L, c, 3, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
-    return call_busy(L, c, run_get_message, &x);
+    return call_busy(L, c, UP_RUN_GET_MESSAGE, &x);
 }
 
 /* client:get_messages(ids [, opts]) */
@@ -271,7 +278,7 @@ static int client_get_messages(lua_State *L) {
     memset(&x, 0, sizeof x);
     fill_settings(&x.settings, &o, o.concurrency, 1);
     x.pass = 2; /* the ids */
-    return call_busy(L, c, run_get_messages, &x);
+    return call_busy(L, c, UP_RUN_GET_MESSAGES, &x);
 }
 
 /* client:rate_limit() */
@@ -413,7 +420,12 @@ static int ghl_get_message(lua_State *L) {
     read_module_options(L, 2, &o);
     fill_settings(&x.settings, &o, 1, 0);
     c = push_default_client(L, &o, &temporary);
-    n = call_busy(L, c, run_get_message, &x);
+    if (c->closed || c->close_pending) { /* a finalizer closed it just now */
+        lua_pop(L, 1);
+        c = new_client(L, &o);
+        temporary = 1;
+    }
+    n = call_busy(L, c, UP_RUN_GET_MESSAGE, &x);
     if (temporary) release(c);
     return n;
 }
@@ -471,12 +483,16 @@ void ghl_client_open(lua_State *L) {
     };
     luaL_newmetatable(L, GHL_CLIENT_MT);
     luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1); /* the metatable, for check_open */
-    lua_setfield(L, -2, "__index");
     lua_pushliteral(L, GHL_CLIENT_MT);
     lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);
-    luaL_setfuncs(L, functions, 0);
+    lua_newtable(L); /* the methods */
+    lua_pushvalue(L, -2);
+    lua_pushcfunction(L, run_get_message);
+    lua_pushcfunction(L, run_get_messages);
+    luaL_setfuncs(L, methods, UP_COUNT);
+    lua_setfield(L, -2, "__index");
+    /* the module functions (the metatable is on top) get the same upvalues */
+    lua_pushcfunction(L, run_get_message);
+    lua_pushcfunction(L, run_get_messages);
+    luaL_setfuncs(L, functions, UP_COUNT);
 }
