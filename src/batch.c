@@ -231,7 +231,11 @@ static int transfer_done(ghl_batch *b, ghl_transfer *t, CURLcode code, double no
  * of those is at most max_retry_delay away. */
 static int wait_ms(const ghl_batch *b, double now) {
     double until = now + MAX_POLL_SECONDS;
-    if (b->heap_len > 0 && b->jobs[b->heap[0]].due < until) until = b->jobs[b->heap[0]].due;
+    /* a retry falling due matters only if it could start then; else a
+     * finishing transfer or the window turning over wakes the loop */
+    int can_start = b->running < b->settings.concurrency && b->running < b->pool_size &&
+                    (!b->settings.paced || window_has_room(&b->window, b->running));
+    if (can_start && b->heap_len > 0 && b->jobs[b->heap[0]].due < until) until = b->jobs[b->heap[0]].due;
     if (b->window.paused_until > 0 && b->window.paused_until < until) until = b->window.paused_until;
     if (until <= now) return 0;
     return (int)((until - now) * 1000.0) + 1;
@@ -307,6 +311,7 @@ void ghl_batch_end(ghl_batch *b) {
         ghl_transfer *t = b->pool[i];
         if (t->job != NULL && b->multi != NULL) curl_multi_remove_handle(b->multi, t->easy);
         t->job = NULL;
+        ghl_response_reset(&t->response, GHL_BUFFER_KEEP); /* an idle client keeps no large body */
     }
     b->handed = NULL;
     b->jobs = NULL;

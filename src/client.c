@@ -23,6 +23,8 @@ static void release(ghl_client *c) {
     if (c->closed) return;
     c->closed = 1;
     c->close_pending = 0;
+    /* in a forked child the sockets are the parent's too: let them go unused */
+    if (c->pid != getpid()) ghl_sockets_orphan(&c->sockets);
     ghl_batch_free(&c->batch);
     ghl_sockets_free(&c->sockets);
     curl_slist_free_all(c->transport.headers);
@@ -176,7 +178,7 @@ static int run_get_messages(lua_State *L) {
         size_t len;
         const char *id;
         lua_rawgeti(L, ids, i);
-        id = lua_tolstring(L, -1, &len);
+        id = ghl_check_id(L, -1, &len); /* again: a finalizer may have changed ids meanwhile */
         lua_pushvalue(L, -1);
         lua_rawget(L, x->seen);
         if (lua_isnil(L, -1)) {
@@ -217,8 +219,9 @@ static int run_get_messages(lua_State *L) {
  * busy. Whatever happens inside, even an error raised by Lua code that ran
  * meanwhile, the transfers are taken off, the client is free again (closed,
  * if close was asked for meanwhile), and only then does the error go on.
- * Nothing between marking and lua_pcall allocates, so no Lua code can run
- * there. Returns the number of results. */
+ * The pushes before it allocate nothing (the bodies are made once), so no
+ * Lua code can run between the checks and lua_pcall, and nothing can raise
+ * once the client is marked. Returns the number of results. */
 static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
     int status, base = lua_gettop(L);
     pid_t pid = getpid();
@@ -229,10 +232,10 @@ static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
         c->pid = pid;
     }
     x->c = c;
-    c->busy = 1;
     lua_pushvalue(L, lua_upvalueindex(fn));
     lua_pushlightuserdata(L, x);
     if (x->pass) lua_pushvalue(L, x->pass);
+    c->busy = 1;
     status = lua_pcall(L, x->pass ? 2 : 1, LUA_MULTRET, 0);
     ghl_batch_end(&c->batch);
     c->busy = 0;
@@ -297,8 +300,11 @@ static int client_close(lua_State *L) {
 
 static int client_tostring(lua_State *L) {
     ghl_client *c = luaL_checkudata(L, 1, GHL_CLIENT_MT);
-    if (c->closed) lua_pushfstring(L, "ghl.client (closed): %p", (void *)c);
-    else lua_pushfstring(L, "ghl.client (%s%s): %p", c->options.base_url, c->busy ? ", busy" : "", (void *)c);
+    char base[GHL_MAX_BASE_URL + 1];
+    /* a copy: pushing may run a finalizer that closes the client */
+    if (c->closed) strcpy(base, "closed");
+    else snprintf(base, sizeof base, "%s", c->options.base_url);
+    lua_pushfstring(L, "ghl.client (%s%s): %p", base, c->busy ? ", busy" : "", (void *)c);
     return 1;
 }
 
@@ -320,8 +326,9 @@ static int ghl_new(lua_State *L) {
 /* ---- the state's cached clients, for ghl.get_message ---- */
 
 /* Makes room in the cache table at idx: closes the least recently used of
- * its clients that is not in a call, and takes it out. */
-static void evict_one(lua_State *L, int idx) {
+ * its clients that is not in a call, and takes it out. Returns whether
+ * there was one. */
+static int evict_one(lua_State *L, int idx) {
     ghl_client *oldest = NULL;
     lua_pushnil(L);
     lua_pushnil(L);
@@ -336,11 +343,12 @@ static void evict_one(lua_State *L, int idx) {
     }
     if (oldest == NULL) {
         lua_pop(L, 1);
-        return;
+        return 0;
     }
     release(oldest);
     lua_pushnil(L);
     lua_rawset(L, idx);
+    return 1;
 }
 
 /* Pushes the client ghl.get_message uses for these options: the state's
@@ -357,7 +365,7 @@ static ghl_client *push_default_client(lua_State *L, const ghl_options *o, int *
     lua_getfield(L, LUA_REGISTRYINDEX, REG_CACHE);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
-        lua_createtable(L, 2, 1);
+        lua_createtable(L, 0, 3);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, REG_CACHE);
     }
@@ -370,22 +378,13 @@ static ghl_client *push_default_client(lua_State *L, const ghl_options *o, int *
         lua_pop(L, 2);
         *temporary = 1;
         c = new_client(L, o);
-    } else if (c == NULL || c->closed || c->close_pending) {
+    } else if (c == NULL) {
         lua_Integer n;
         lua_pop(L, 1);
         lua_rawgeti(L, cache, 0);
         n = lua_tointeger(L, -1);
         lua_pop(L, 1);
-        if (c != NULL) { /* closed by hand: drop it */
-            lua_pushvalue(L, -1);
-            lua_pushnil(L);
-            lua_rawset(L, cache);
-            n--;
-        }
-        if (n >= CACHE_MAX) {
-            evict_one(L, cache);
-            n--;
-        }
+        if (n >= CACHE_MAX && evict_one(L, cache)) n--;
         c = new_client(L, o);
         lua_pushvalue(L, -2);
         lua_pushvalue(L, -2);

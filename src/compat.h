@@ -6,7 +6,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#if LUA_VERSION_NUM == 501 && !defined(LUAJIT_VERSION)
+#if LUA_VERSION_NUM == 501
 /* PUC 5.1 lacks these; LuaJIT 2.1 has them, but its hosts load modules built
  * against the plain 5.1 headers, where they are not declared either. */
 static inline void ghl_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
@@ -39,6 +39,14 @@ static inline void *ghl_compat_testudata(lua_State *L, int idx, const char *name
 }
 #define luaL_testudata ghl_compat_testudata
 #endif
+
+/* Whether the collector runs. LuaJIT answers LUA_GCISRUNNING (9) though
+ * its 5.1 headers do not name it; PUC 5.1 cannot tell, so there it counts
+ * as stopped (nothing is changed). */
+#ifndef LUA_GCISRUNNING
+#define LUA_GCISRUNNING 9
+#endif
+#define ghl_gc_running(L) (lua_gc((L), LUA_GCISRUNNING, 0) == 1)
 
 /* Integers exist from 5.3 on; before that every number is a double. */
 #if LUA_VERSION_NUM >= 503

@@ -65,6 +65,7 @@ static int path_char(unsigned char c) {
  * raises. */
 static size_t check_base_url(lua_State *L, const char *v, size_t n) {
     size_t i = 0, start, seg;
+    if (n > GHL_MAX_BASE_URL) luaL_error(L, "ghl: option 'base_url' is longer than %d bytes", GHL_MAX_BASE_URL);
     if (n >= 7 && memcmp(v, "http://", 7) == 0) i = 7;
     else if (n >= 8 && memcmp(v, "https://", 8) == 0) i = 8;
     else luaL_error(L, "ghl: option 'base_url' must start with http:// or https://");
@@ -185,7 +186,14 @@ void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
         if (r == NULL) luaL_error(L, "ghl: unknown option '%s'", key);
         if (!(r->scope & scopes)) luaL_error(L, "ghl: option '%s' cannot be given here", key);
         read_one(L, r, o);
-        lua_pop(L, 1);
+        if (is_string_kind(r->kind)) {
+            /* keep the string on the stack, below the key: o points into it,
+             * and a finalizer could take it out of the caller's table */
+            luaL_checkstack(L, 3, "ghl: too many options");
+            lua_insert(L, -2);
+        } else {
+            lua_pop(L, 1);
+        }
     }
 }
 

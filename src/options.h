@@ -15,6 +15,7 @@
 #define GHL_BASE_URL "https://services.leadconnectorhq.com"
 #define GHL_USER_AGENT "lua-ghl/" GHL_VERSION
 #define GHL_MAX_ID_LEN 128
+#define GHL_MAX_BASE_URL 1000
 #define GHL_MAX_CONCURRENCY 64
 
 /* Where an option may be given. */
@@ -66,7 +67,7 @@ void ghl_options_defaults(ghl_options *o);
 /* Reads the table at idx (none or nil: nothing) into o over what it holds.
  * `scopes` says which GHL_SCOPE_* keys are accepted. Raises on an unknown key,
  * a wrong type or range. Never changes the table. Strings point into the
- * table's values, which the caller keeps alive. */
+ * table's values, each of which is left on the stack to keep it alive. */
 void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes);
 
 /* Fills in the token from GHL_TOKEN when none (or "") was given; raises when

@@ -9,6 +9,8 @@
 #include "buffer.h"
 
 #define GHL_ERROR_SIZE 256
+/* Bodies larger than this are not kept between requests. */
+#define GHL_BUFFER_KEEP (256 * 1024)
 
 /* Which rate-limit headers the response carried. */
 enum {

@@ -101,13 +101,18 @@ static int is_decoder_error(lua_State *L, int status) {
 /* Decodes body with lua-cjson. Pushes the value and returns NULL, or pushes
  * nothing and returns why the body is not JSON. Any other error propagates. */
 static const char *json_decode(lua_State *L, const char *body, size_t len) {
-    int status;
+    int status, collecting;
     if (len == 0) return "the body is empty";
     if (memchr(body, '\0', len) != NULL) return "the body is not valid JSON"; /* cjson would stop there */
     if (!ghl_utf8_valid(body, len)) return "the body is not valid UTF-8";
     lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
     lua_pushlstring(L, body, len);
+    /* no collection, so no finalizer, while cjson decodes: an error raised
+     * in there would unwind past cjson's buffer and leak it */
+    collecting = ghl_gc_running(L);
+    if (collecting) lua_gc(L, LUA_GCSTOP, 0);
     status = lua_pcall(L, 1, 1, 0);
+    if (collecting) lua_gc(L, LUA_GCRESTART, 0);
     if (status == 0) return NULL;
     if (!is_decoder_error(L, status)) lua_error(L);
     lua_pop(L, 1);

@@ -6,9 +6,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Bodies larger than this are not kept between requests. */
-#define GHL_BUFFER_KEEP (256 * 1024)
-
 typedef char error_size_matches[GHL_ERROR_SIZE >= CURL_ERROR_SIZE ? 1 : -1];
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
@@ -40,9 +37,9 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
         s->fds = grown;
         s->cap = cap;
     }
-    fd = socket(addr->family, addr->socktype, addr->protocol);
+    /* a program the host execs inherits none */
+    fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
     if (fd == CURL_SOCKET_BAD) return fd;
-    (void)fcntl(fd, F_SETFD, FD_CLOEXEC); /* a program the host execs inherits none */
     s->fds[s->count++] = fd;
     return fd;
 }
@@ -62,12 +59,14 @@ static int close_socket(void *clientp, curl_socket_t fd) {
 void ghl_sockets_orphan(ghl_sockets *s) {
     int i, null_fd;
     if (s->count == 0) return;
-    null_fd = open("/dev/null", O_RDWR);
-    for (i = 0; i < s->count; i++) {
-        if (null_fd >= 0) (void)dup2(null_fd, s->fds[i]);
-        else (void)shutdown(s->fds[i], SHUT_RDWR) ; /* never reached on a sane system */
-    }
-    if (null_fd >= 0) close(null_fd);
+    null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* no /dev/null (out of descriptors, a bare sandbox): an unconnected
+     * socket of our own serves as well; never shutdown(), which would end
+     * the parent's connection too */
+    if (null_fd < 0) null_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (null_fd < 0) return;
+    for (i = 0; i < s->count; i++) (void)dup2(null_fd, s->fds[i]);
+    close(null_fd);
 }
 
 void ghl_sockets_free(ghl_sockets *s) {
