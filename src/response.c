@@ -55,6 +55,7 @@ static long parse_count(const char *v, size_t n) {
 static double parse_retry_after(const char *v, size_t n) {
     char date[64];
     time_t when, now;
+    struct timespec ts;
     long secs = parse_count(v, n);
     if (secs >= 0) return (double)secs;
     if (n == 0 || n >= sizeof date) return -1;
@@ -62,7 +63,10 @@ static double parse_retry_after(const char *v, size_t n) {
     date[n] = '\0';
     when = curl_getdate(date, NULL);
     if (when == (time_t)-1) return -1;
-    now = time(NULL);
+    /* not time(NULL): on Linux it reads a coarse clock that can lag the
+     * server's clock by a tick at a second's turn */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = ts.tv_sec;
     return when > now ? difftime(when, now) : 0.0;
 }
 
