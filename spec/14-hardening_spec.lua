@@ -136,12 +136,15 @@ local function run_midcall(code, expect)
 end
 
 -- The reports of one case over both modes: a hook must always have fired;
--- a finalizer too, for calls that make requests (ghl.decode_message
--- allocates too little on 5.2 for a collection cycle to end inside it).
+-- a finalizer too, except on 5.2: there finalizers run only as a collection
+-- cycle ends, and ghl pauses the collector while cjson decodes, where most
+-- of a call's allocations are, so a cycle seldom ends inside one call (it
+-- never does inside ghl.decode_message). What a finalizer does when it does
+-- run is still checked.
 local function modes(name, finalizer_must_fire)
   local out = {}
   out[name .. " hook"] = true
-  out[name .. " finalizer"] = finalizer_must_fire ~= false
+  out[name .. " finalizer"] = finalizer_must_fire ~= false and _VERSION ~= "Lua 5.2"
   return out
 end
 
@@ -310,7 +313,9 @@ describe("Lua code in the middle of a call", function()
     local with_finalizer = mc.finalizer_errors_propagate()
     local function expect(name, finalizer_must_fire)
       local out = { [name .. " hook"] = true }
-      if with_finalizer then out[name .. " finalizer"] = finalizer_must_fire ~= false end
+      if with_finalizer then
+        out[name .. " finalizer"] = finalizer_must_fire ~= false and _VERSION ~= "Lua 5.2" -- see modes()
+      end
       return out
     end
 
