@@ -16,44 +16,6 @@ void ghl_batch_init(ghl_batch *b, const ghl_transport_config *cfg, unsigned long
     b->rng = seed;
 }
 
-/* ---- the rate-limit window ---- */
-
-/* Whether the window's count is known and its interval has not run out. */
-static int window_current(const ghl_window *w, double now) {
-    return w->remaining >= 0 && now < w->started + w->interval;
-}
-
-/* Takes in one response's figures. Responses on parallel connections arrive
- * in any order, so within a window only a lower count is news. A pause at 0
- * lasts the interval, but never longer than max_retry_delay: then the run
- * goes on and lets the API answer 429. */
-static void window_take(ghl_window *w, const ghl_ratelimit *rl, double now, double max_delay) {
-    int current;
-    if (!(rl->present & GHL_RL_REMAINING)) return;
-    if (rl->present & GHL_RL_MAX) w->max = rl->max;
-    if (rl->present & GHL_RL_INTERVAL) w->interval = rl->interval_ms / 1000.0;
-    current = window_current(w, now);
-    if (!current) w->started = now;
-    if (!current || rl->remaining < w->remaining) w->remaining = rl->remaining;
-    if (w->remaining == 0 && w->paused_until == 0)
-        w->paused_until = now + (w->interval < max_delay ? w->interval : max_delay);
-}
-
-/* Ends a pause that has run out: a fresh window holds max, if that is known
- * and not 0 (else the count is unknown again). */
-static void window_turn_over(ghl_window *w, double now) {
-    if (w->paused_until == 0 || now < w->paused_until) return;
-    w->paused_until = 0;
-    w->remaining = w->max > 0 ? w->max : -1;
-    w->started = now;
-}
-
-/* Whether one more request may start, given those in flight. */
-static int window_has_room(const ghl_window *w, int running) {
-    if (w->paused_until > 0) return 0;
-    return w->remaining < 0 || w->remaining - running > 0;
-}
-
 /* ---- the waiting jobs, a binary heap by due time ---- */
 
 static int due_before(const ghl_batch *b, int x, int y) {
@@ -129,13 +91,11 @@ CURLcode ghl_batch_start(ghl_batch *b, ghl_job *jobs, int *heap, int count, cons
     b->heap = heap;
     b->count = count;
     b->settings = *s;
-    memset(&b->window, 0, sizeof b->window);
-    b->window.remaining = b->window.max = -1;
-    b->window.interval = 10.0;
+    ghl_window_init(&b->window);
     /* the last response may already have told the count */
     if (s->paced && b->last_at > 0) {
-        window_take(&b->window, &b->last_ratelimit, b->last_at, s->max_retry_delay);
-        if (!window_current(&b->window, now) && b->window.paused_until == 0)
+        ghl_window_take(&b->window, &b->last_ratelimit, b->last_at, s->max_retry_delay);
+        if (!ghl_window_current(&b->window, now) && b->window.paused_until == 0)
             b->window.remaining = -1; /* too old to trust */
     }
     code = ensure_pool(b, n > 0 ? n : 1);
@@ -177,14 +137,14 @@ static size_t write_url(ghl_batch *b, const ghl_request *r) {
  * finished), or NULL. */
 static ghl_job *start_transfers(ghl_batch *b, double now) {
     int i;
-    if (b->settings.paced) window_turn_over(&b->window, now);
+    if (b->settings.paced) ghl_window_turn_over(&b->window, now);
     for (i = 0; i < b->pool_size && b->running < b->settings.concurrency; i++) {
         ghl_transfer *t = b->pool[i];
         ghl_job *job;
         CURLcode code;
         CURLMcode mcode;
         if (t->job != NULL) continue;
-        if (b->settings.paced && !window_has_room(&b->window, b->running)) return NULL;
+        if (b->settings.paced && !ghl_window_has_room(&b->window, b->running)) return NULL;
         job = take_next_job(b, now);
         if (job == NULL) return NULL;
         job->attempts++;
@@ -211,7 +171,7 @@ static int transfer_done(ghl_batch *b, ghl_transfer *t, CURLcode code, double no
     if (r->status > 0) {
         b->last_ratelimit = r->ratelimit;
         b->last_at = now;
-        if (b->settings.paced) window_take(&b->window, &r->ratelimit, now, b->settings.max_retry_delay);
+        if (b->settings.paced) ghl_window_take(&b->window, &r->ratelimit, now, b->settings.max_retry_delay);
     }
     if (job->attempts <= b->settings.retries && ghl_retry_wanted(r, job->request.endpoint->repeat_safe)) {
         job->state = JOB_WAITING;
@@ -234,7 +194,7 @@ static int wait_ms(const ghl_batch *b, double now) {
     /* a retry falling due matters only if it could start then; else a
      * finishing transfer or the window turning over wakes the loop */
     int can_start = b->running < b->settings.concurrency && b->running < b->pool_size &&
-                    (!b->settings.paced || window_has_room(&b->window, b->running));
+                    (!b->settings.paced || ghl_window_has_room(&b->window, b->running));
     if (can_start && b->heap_len > 0 && b->jobs[b->heap[0]].due < until) until = b->jobs[b->heap[0]].due;
     if (b->window.paused_until > 0 && b->window.paused_until < until) until = b->window.paused_until;
     if (until <= now) return 0;

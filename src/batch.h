@@ -11,6 +11,7 @@
 #include "options.h"
 #include "request.h"
 #include "transfer.h"
+#include "window.h"
 
 typedef struct ghl_job {
     ghl_request request;
@@ -26,14 +27,6 @@ typedef struct ghl_run_settings {
     int paced; /* start nothing while the window says none remain */
 } ghl_run_settings;
 
-/* What the server has said of its rate-limit window. */
-typedef struct ghl_window {
-    long remaining;      /* the lowest X-RateLimit-Remaining seen in it; < 0: unknown */
-    long max;            /* X-RateLimit-Max, what a fresh window holds; < 0: unknown */
-    double interval;     /* seconds */
-    double started;      /* when the first figure for it came */
-    double paused_until; /* remaining reached 0: start nothing before then; 0: no pause */
-} ghl_window;
 
 typedef struct ghl_batch {
     const ghl_transport_config *config;
