@@ -167,6 +167,54 @@ tests[#tests + 1] = { "fetches run side by side", function()
   check(secs < 5.0, "three 2 s fetches took " .. secs .. " s")
 end }
 
+tests[#tests + 1] = { "a retry waits on the main loop and the answer says so", function()
+  local ticks = 0
+  local timer = uv.new_timer()
+  timer:start(20, 20, function() ticks = ticks + 1 end)
+  local r = fetch(fresh("flaky_503_1"), { token = TOKEN, base_url = BASE, max_retry_delay = 0.5 })
+  timer:stop()
+  timer:close()
+  check(r.err == nil and r.msg.type == "TYPE_SMS", tostring(r.err))
+  check(r.info.attempts == 2 and r.info.status == 200, "attempts " .. tostring(r.info.attempts))
+  check(ticks >= 1, "the loop stood still during the retry")
+end }
+
+tests[#tests + 1] = { "forty fetches at once, more than the concurrency: each gets its own answer", function()
+  local want, got, errs = {}, 0, {}
+  for i = 1, 40 do
+    local id = fresh("echo") .. "x" .. i
+    want[#want + 1] = id
+    gn.get_message(id, opts, function(msg, err)
+      if msg and msg.id == id and msg.body == id then got = got + 1
+      else errs[#errs + 1] = id .. ": " .. tostring(err or (msg and msg.id)) end
+    end)
+  end
+  check(vim.wait(20000, function() return got + #errs == 40 end, 10), "got " .. got .. " of 40")
+  check(#errs == 0, table.concat(errs, "; "))
+end }
+
+tests[#tests + 1] = { "a timeout arrives through the callback, with the loop free meanwhile", function()
+  local ticks = 0
+  local timer = uv.new_timer()
+  timer:start(20, 20, function() ticks = ticks + 1 end)
+  local r = fetch(fresh("never_answer"), { token = TOKEN, base_url = BASE, timeout = 0.5, retries = 0 })
+  timer:stop()
+  timer:close()
+  check(r.msg == nil and r.info.kind == "timeout", "kind " .. tostring(r.info.kind))
+  check(r.info.attempts == 1 and r.info.curl_code == 28, "info")
+  check(ticks >= 10, "only " .. ticks .. " timer ticks during a 0.5 s timeout")
+end }
+
+tests[#tests + 1] = { "per-call settings share the connection of their option set", function()
+  local a = ghl._looped_client({ token = TOKEN, base_url = BASE, timeout = 1 })
+  local b = ghl._looped_client({ token = TOKEN, base_url = BASE, timeout = 2, retries = 0 })
+  local c = ghl._looped_client({ token = TOKEN, base_url = BASE, version = "2021-07-28" })
+  check(rawequal(a, b), "a per-call setting made a client of its own")
+  check(not rawequal(a, c), "another version shares a client")
+  local ok, err = pcall(a.get_message, a, "abc")
+  check(not ok and tostring(err):find("event loop", 1, true), tostring(err))
+end }
+
 -- Every check runs, each reported on its own line, so the spec can name
 -- the one that failed.
 local failed = 0
@@ -219,7 +267,7 @@ describe("ghl.nvim in Neovim", function()
   end)
 
   it("finds the checks in the script", function()
-    assert.equal(9, #CHECKS)
+    assert.equal(13, #CHECKS)
   end)
 
   local function starts(s, prefix) return s:sub(1, #prefix) == prefix end
@@ -254,5 +302,51 @@ describe("ghl.nvim in Neovim", function()
     assert.truthy(finished, "nvim did not finish within 90 s:\n" .. output)
     assert.equal("0", rc, output)
     assert.truthy(output:find("ALL OK", 1, true), output)
+  end)
+end)
+
+-- :qa! with fetches in flight against a server that never answers: Neovim
+-- quits at once, it waits for none of them (a request has no thread to wait
+-- for: it runs on the main loop).
+local QUIT_SCRIPT = [==[
+local ROOT, BASE, TOKEN = os.getenv("GHL_SPEC_ROOT"), os.getenv("GHL_SPEC_BASE"), os.getenv("GHL_SPEC_TOKEN")
+package.path = ROOT .. "/src/?.lua;" .. package.path
+package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath
+local gn = require("ghl.nvim")
+local n = tonumber(os.getenv("GHL_SPEC_N"))
+for i = 1, n do
+  gn.get_message("never_answer--quit" .. os.time() .. "n" .. i,
+    { token = TOKEN, base_url = BASE, timeout = 30, retries = 0 }, function() end)
+end
+vim.wait(1000) -- the requests reach the server
+io.stdout:write("quitting\n")
+io.stdout:flush()
+vim.cmd("qa!")
+]==]
+
+describe("ghl.nvim when Neovim quits", function()
+  it(":qa! with 8 fetches in flight quits without waiting for them", function()
+    h.start()
+    local dir = h.temp_dir("ghl-nvim-quit")
+    h.write_file(dir .. "/quit.lua", QUIT_SCRIPT)
+    local env = "env GHL_SPEC_ROOT=" .. q(ROOT) .. " GHL_SPEC_BASE=" .. q(h.http_url)
+      .. " GHL_SPEC_TOKEN=" .. q(h.TOKEN) .. " GHL_SPEC_N=8 HOME=" .. q(dir) .. " XDG_STATE_HOME=" .. q(dir)
+      .. " XDG_DATA_HOME=" .. q(dir)
+    local proc = h.spawn(dir, "nvim", "exec " .. env
+      .. " nvim --headless --clean -n -i NONE -c " .. q("luafile " .. dir .. "/quit.lua"))
+    -- 8 fetches of 30 s each: waiting for them would take 30 s or more
+    local finished = h.wait_for(function() return h.read_file(proc.rc_file) end, 15)
+    h.stop_process(proc)
+    local output = h.read_file(proc.out) or ""
+    local rc = (h.read_file(proc.rc_file) or ""):gsub("%s+", "")
+    local seen = 0
+    for _, req in ipairs(h.requests()) do
+      if tostring(req.id or ""):find("^never_answer%-%-quit") then seen = seen + 1 end
+    end
+    h.remove_dir(dir)
+    assert.truthy(output:find("quitting", 1, true), output)
+    assert.truthy(finished, "Neovim still ran 15 s after :qa!")
+    assert.equal("0", rc, output)
+    assert.equal(8, seen) -- all of them were in flight
   end)
 end)

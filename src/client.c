@@ -10,10 +10,11 @@
 #include "shape.h"
 
 #define REG_CACHE "ghl.default_clients"
+#define REG_LOOPED "ghl.looped_clients"
 
 /* Upvalues of the methods and module functions: the metatable, then the
  * protected bodies, made once so that starting a call allocates nothing. */
-enum { UP_METATABLE = 1, UP_RUN_GET_MESSAGE, UP_RUN_GET_MESSAGES, UP_COUNT = UP_RUN_GET_MESSAGES };
+enum { UP_METATABLE = 1, UP_RUN_GET_MESSAGE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT = UP_RUN_STEP };
 #define CACHE_MAX 16
 
 /* ---- life cycle ---- */
@@ -113,14 +114,19 @@ typedef struct call {
     ghl_run_settings settings;
     ghl_job job;       /* get_message */
     int pass;          /* a stack index whose value fn gets as its second argument; 0: none */
+    int looped;        /* a step of a looped client: the run goes on after it */
     int seen;          /* get_messages: our own table of the ids */
 } call;
 
+static void fill_limits(ghl_limits *l, const ghl_options *o) {
+    l->retries = o->retries;
+    l->timeout_ms = ghl_ms(o->timeout);
+    l->connect_timeout_ms = ghl_ms(o->connect_timeout);
+}
+
 static void fill_settings(ghl_run_settings *s, const ghl_options *o, int concurrency, int paced) {
     s->concurrency = concurrency;
-    s->retries = o->retries;
-    s->timeout_ms = ghl_ms(o->timeout);
-    s->connect_timeout_ms = ghl_ms(o->connect_timeout);
+    fill_limits(&s->limits, o);
     s->max_retry_delay = o->max_retry_delay;
     s->paced = paced;
 }
@@ -227,6 +233,10 @@ static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
     pid_t pid = getpid();
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
+    if (c->looped != x->looped)
+        luaL_error(L, c->looped ? "ghl: this client is driven by an event loop: use its adapter"
+                                : "ghl: not a looped client");
+    if (c->pid != pid && c->looped) luaL_error(L, "ghl: a looped client cannot be used after fork()");
     if (c->pid != pid) { /* after fork(): the connections are the parent's */
         ghl_batch_forget_connections(&c->batch);
         c->pid = pid;
@@ -237,7 +247,8 @@ static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
     if (x->pass) lua_pushvalue(L, x->pass);
     c->busy = 1;
     status = lua_pcall(L, x->pass ? 2 : 1, LUA_MULTRET, 0);
-    ghl_batch_end(&c->batch);
+    if (c->looped) ghl_batch_release_handed(&c->batch);
+    else ghl_batch_end(&c->batch);
     c->busy = 0;
     if (c->close_pending) release(c);
     if (status != 0) lua_error(L);
@@ -429,6 +440,153 @@ static int ghl_get_message(lua_State *L) {
     return n;
 }
 
+/* ---- looped clients, driven by the host's event loop (ghl.nvim) ----
+ * Internal: ghl._looped_client(opts) gives one; client:_add(id [, opts]) queues
+ * a fetch and returns its tag; the host watches client:_fd() for reading
+ * and calls client:_step() when it is readable or when the wait _step gave
+ * has passed. _step never blocks: it returns the finished fetches as
+ * {tag, message, errmsg, info} tables and the most ms to wait before the next
+ * step (nil: nothing left). If Lua code raised while a result was made,
+ * client:_interrupted() tells that fetch's tag once. */
+
+/* Pushes a new looped client. */
+static void new_looped_client(lua_State *L, const ghl_options *o) {
+    ghl_run_settings s;
+    CURLcode code;
+    ghl_client *c = new_client(L, o);
+    fill_settings(&s, o, o->concurrency, 0);
+    c->looped = 1;
+    code = ghl_batch_open_looped(&c->batch, &s);
+    if (code != CURLE_OK) {
+        release(c);
+        luaL_error(L, "ghl: libcurl could not make a handle: %s", curl_easy_strerror(code));
+    }
+}
+
+/* Takes the closed clients out of the cache table at idx. */
+static void drop_closed_clients(lua_State *L, int idx) {
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        ghl_client *c = luaL_testudata(L, -1, GHL_CLIENT_MT);
+        lua_pop(L, 1);
+        if (c == NULL || c->closed) {
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, idx); /* clearing a field during lua_next is allowed */
+        }
+    }
+}
+
+/* ghl._looped_client([opts]): the state's looped client for these options
+ * (one per option set, made on first use; the adapter closes those it no
+ * longer needs). */
+static int ghl_looped_client(lua_State *L) {
+    ghl_options o;
+    int cache;
+    ghl_options_defaults(&o);
+    ghl_options_read(L, 1, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    ghl_options_require_token(L, &o);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_LOOPED);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, REG_LOOPED);
+    }
+    cache = lua_gettop(L);
+    ghl_options_push_key(L, &o);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, cache);
+    {
+        ghl_client *c = luaL_testudata(L, -1, GHL_CLIENT_MT);
+        if (c != NULL && !c->closed && !c->close_pending) return 1;
+    }
+    lua_pop(L, 1);
+    drop_closed_clients(L, cache);
+    new_looped_client(L, &o);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, cache);
+    return 1;
+}
+
+static ghl_client *check_looped(lua_State *L, int idx) {
+    ghl_client *c = check_open(L, idx);
+    if (!c->looped) luaL_error(L, "ghl: not a looped client");
+    return c;
+}
+
+/* client:_add(id [, opts]) */
+static int client_add(lua_State *L) {
+    ghl_client *c = check_looped(L, 1);
+    ghl_request r;
+    ghl_options o;
+    ghl_limits limits;
+    memset(&r, 0, sizeof r);
+    r.endpoint = &ghl_get_message_endpoint;
+    r.args[0] = ghl_check_id(L, 2, &r.arg_len[0]);
+    /* the whole table the client was chosen by: only the per-call keys count */
+    read_call_options(L, c, 3, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    /* reading the options may have run Lua code */
+    if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
+    if (c->busy) luaL_error(L, "ghl: the client is busy");
+    if (c->pid != getpid()) luaL_error(L, "ghl: a looped client cannot be used after fork()");
+    fill_limits(&limits, &o);
+    if (ghl_batch_add(&c->batch, &r, &limits, c->tags + 1) == NULL) luaL_error(L, "ghl: out of memory");
+    lua_pushinteger(L, (lua_Integer)++c->tags);
+    return 1;
+}
+
+static int run_step(lua_State *L) {
+    call *x = lua_touserdata(L, 1);
+    ghl_client *c = x->c;
+    ghl_job *job;
+    ghl_response *r;
+    long ms;
+    int n = 0;
+    lua_newtable(L);
+    while ((job = ghl_batch_next(&c->batch, &r)) != NULL) {
+        c->shaping = job->tag;
+        lua_createtable(L, 4, 0);
+        lua_pushinteger(L, (lua_Integer)job->tag);
+        lua_rawseti(L, -2, 1);
+        push_result(L, c, job, r);
+        lua_rawseti(L, -4, 4);
+        lua_rawseti(L, -3, 3);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, ++n);
+        c->shaping = 0;
+    }
+    ms = ghl_batch_wait_ms(&c->batch);
+    if (ms < 0) lua_pushnil(L);
+    else lua_pushinteger(L, (lua_Integer)ms);
+    return 2;
+}
+
+/* client:_step() */
+static int client_step(lua_State *L) {
+    ghl_client *c = check_looped(L, 1);
+    call x;
+    memset(&x, 0, sizeof x);
+    x.looped = 1;
+    return call_busy(L, c, UP_RUN_STEP, &x);
+}
+
+/* client:_fd() */
+static int client_fd(lua_State *L) {
+    lua_pushinteger(L, ghl_batch_fd(&check_looped(L, 1)->batch));
+    return 1;
+}
+
+/* client:_interrupted() */
+static int client_interrupted(lua_State *L) {
+    ghl_client *c = check_looped(L, 1);
+    if (c->shaping == 0) return 0;
+    lua_pushinteger(L, (lua_Integer)c->shaping);
+    c->shaping = 0;
+    return 1;
+}
+
 /* ghl.get_message_request(id [, opts]): what ghl.get_message would send. */
 static int ghl_get_message_request(lua_State *L) {
     ghl_options o;
@@ -464,6 +622,10 @@ void ghl_client_open(lua_State *L) {
         {"get_messages", client_get_messages},
         {"rate_limit", client_rate_limit},
         {"close", client_close},
+        {"_add", client_add},
+        {"_step", client_step},
+        {"_fd", client_fd},
+        {"_interrupted", client_interrupted},
         {NULL, NULL},
     };
     static const luaL_Reg meta[] = {
@@ -478,6 +640,7 @@ void ghl_client_open(lua_State *L) {
         {"new", ghl_new},
         {"get_message", ghl_get_message},
         {"get_message_request", ghl_get_message_request},
+        {"_looped_client", ghl_looped_client},
         {NULL, NULL},
     };
     luaL_newmetatable(L, GHL_CLIENT_MT);
@@ -488,10 +651,12 @@ void ghl_client_open(lua_State *L) {
     lua_pushvalue(L, -2);
     lua_pushcfunction(L, run_get_message);
     lua_pushcfunction(L, run_get_messages);
+    lua_pushcfunction(L, run_step);
     luaL_setfuncs(L, methods, UP_COUNT);
     lua_setfield(L, -2, "__index");
     /* the module functions (the metatable is on top) get the same upvalues */
     lua_pushcfunction(L, run_get_message);
     lua_pushcfunction(L, run_get_messages);
+    lua_pushcfunction(L, run_step);
     luaL_setfuncs(L, functions, UP_COUNT);
 }

@@ -22,6 +22,9 @@ typedef struct ghl_client {
     int close_pending;  /* close() came during the call */
     pid_t pid;          /* the process whose connections the engine holds */
     lua_Integer used;   /* a cached default client: when it last served a call */
+    int looped;         /* driven by the host's event loop: only the _add/_step calls */
+    unsigned long tags; /* looped: the last tag handed out */
+    unsigned long shaping; /* looped: the tag whose result was being made, 0: none */
     ghl_options options; /* the client's own copies of the strings */
     ghl_secrets secrets;
     ghl_sockets sockets;
