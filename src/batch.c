@@ -199,13 +199,6 @@ static ghl_job *take_next_job(ghl_batch *b, double now) {
     return b->next_fresh < b->count ? &b->jobs[b->next_fresh] : NULL;
 }
 
-static size_t write_url(ghl_batch *b, const ghl_request *r) {
-    size_t n = b->config->base_len;
-    if (n > sizeof b->url - GHL_MAX_PATH) n = sizeof b->url - GHL_MAX_PATH;
-    memcpy(b->url, b->config->base_url, n);
-    return n + ghl_request_path(r, b->url + n);
-}
-
 /* Starts what may start now. Returns a job that could not be set up (it is
  * finished), or NULL. */
 static ghl_job *start_transfers(ghl_batch *b, double now) {
@@ -221,9 +214,18 @@ static ghl_job *start_transfers(ghl_batch *b, double now) {
         job = take_next_job(b, now);
         if (job == NULL) return NULL;
         job->attempts++;
-        write_url(b, &job->request);
-        code = ghl_transfer_prepare(t, b->url, job_limits(b, job)->timeout_ms, job_limits(b, job)->connect_timeout_ms);
-        if (code != CURLE_OK) return fail_job(b, job, "could not set up the request: ", curl_easy_strerror(code));
+        if (ghl_request_url(&job->request, b->config->base_url, b->config->base_len, &b->url) != 0) {
+            fail_job(b, job, "out of memory", "");
+            b->fatal_response.out_of_memory = 1;
+            return job;
+        }
+        code = ghl_transfer_prepare(t, &job->request, b->url.data, job_limits(b, job)->timeout_ms,
+                                    job_limits(b, job)->connect_timeout_ms);
+        if (code != CURLE_OK) {
+            fail_job(b, job, "could not set up the request: ", curl_easy_strerror(code));
+            b->fatal_response.out_of_memory = code == CURLE_OUT_OF_MEMORY;
+            return job;
+        }
         mcode = curl_multi_add_handle(b->multi, t->easy);
         if (mcode != CURLM_OK) return fail_job(b, job, "could not start the request: ", curl_multi_strerror(mcode));
         t->job = job;
@@ -375,6 +377,7 @@ void ghl_batch_free(ghl_batch *b) {
     if (b->epoll_fd >= 0) close(b->epoll_fd);
     b->epoll_fd = -1;
     ghl_response_free(&b->fatal_response);
+    ghl_buffer_free(&b->url);
 }
 
 void ghl_batch_forget_connections(ghl_batch *b) {

@@ -58,7 +58,7 @@ typedef struct ghl_batch {
     ghl_transfer *handed; /* its job was handed out; idle again at the next call */
     int fatal;            /* CURLMcode that ended the run, 0: none */
     ghl_response fatal_response;
-    char url[GHL_MAX_PATH + 1024];
+    ghl_buffer url;       /* the URL of the transfer being set up */
     /* looped: driven by the host's event loop (ghl_batch_open_looped) */
     int looped;
     int epoll_fd;          /* the sockets libcurl waits on; the host watches this one */

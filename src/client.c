@@ -40,30 +40,6 @@ static void close_client(ghl_client *c) {
     else release(c);
 }
 
-/* Every request's header lines; NULL when memory runs out. */
-static struct curl_slist *make_header_list(const ghl_options *o) {
-    ghl_header h[GHL_MAX_HEADERS];
-    struct curl_slist *list = NULL;
-    int i, n = ghl_request_headers(o, h);
-    for (i = 0; i < n; i++) {
-        struct curl_slist *grown;
-        size_t len = strlen(h[i].name) + strlen(h[i].prefix) + strlen(h[i].value) + 3;
-        char *line = malloc(len);
-        if (line == NULL) break;
-        snprintf(line, len, "%s: %s%s", h[i].name, h[i].prefix, h[i].value);
-        grown = curl_slist_append(list, line);
-        memset(line, 0, len); /* the Authorization line holds the token */
-        free(line);
-        if (grown == NULL) break;
-        list = grown;
-    }
-    if (i < n) {
-        curl_slist_free_all(list);
-        return NULL;
-    }
-    return list;
-}
-
 /* Pushes a new client made from checked options (token included). */
 static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     ghl_client *c = lua_newuserdata(L, sizeof *c);
@@ -74,10 +50,11 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     c->options = *o;
     if (ghl_options_own(&c->options) != 0 ||
         ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
-        (c->transport.headers = make_header_list(&c->options)) == NULL) {
+        (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL) {
         release(c);
         luaL_error(L, "ghl: out of memory");
     }
+    c->transport.options = &c->options;
     c->transport.base_url = c->options.base_url;
     c->transport.base_len = c->options.base_url_len;
     c->transport.cainfo = c->options.cainfo;
@@ -592,21 +569,23 @@ static int ghl_get_message_request(lua_State *L) {
     ghl_options o;
     ghl_request r;
     ghl_header h[GHL_MAX_HEADERS];
-    char path[GHL_MAX_PATH];
+    char *path;
     int i, n;
     memset(&r, 0, sizeof r);
     r.endpoint = &ghl_get_message_endpoint;
     r.args[0] = ghl_check_id(L, 1, &r.arg_len[0]);
     read_module_options(L, 2, &o);
-    ghl_request_path(&r, path);
     lua_createtable(L, 0, 3);
     lua_pushstring(L, r.endpoint->method);
     lua_setfield(L, -2, "method");
     lua_pushlstring(L, o.base_url, o.base_url_len);
+    path = lua_newuserdata(L, ghl_request_path_len(&r) + 1);
+    ghl_request_write_path(&r, path);
     lua_pushstring(L, path);
+    lua_remove(L, -2);
     lua_concat(L, 2);
     lua_setfield(L, -2, "url");
-    n = ghl_request_headers(&o, h);
+    n = ghl_request_headers(&o, &r, h);
     lua_createtable(L, 0, n);
     for (i = 0; i < n; i++) {
         lua_pushfstring(L, "%s%s", h[i].prefix, h[i].value);

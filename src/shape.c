@@ -339,9 +339,10 @@ static void push_redacted(lua_State *L, const char *p, size_t n, const ghl_secre
 static void push_failure(lua_State *L, const ghl_shape *s, int info, const char *kind) {
     const ghl_response *r = s->response;
     if (s->request != NULL) {
-        char path[GHL_MAX_PATH];
-        ghl_request_path(s->request, path);
+        char *path = lua_newuserdata(L, ghl_request_path_len(s->request) + 1);
+        ghl_request_write_path(s->request, path);
         lua_pushfstring(L, " (%s %s)", s->request->endpoint->method, path);
+        lua_remove(L, -2);
         lua_concat(L, 2);
     }
     lua_pushstring(L, kind);
