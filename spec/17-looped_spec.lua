@@ -1,7 +1,7 @@
 -- Looped clients: the C side of ghl.nvim, driven here by a plain loop, so
 -- that every runtime (and valgrind, ASan) runs it. ghl._looped_client(opts)
--- gives the state's client for an option set; client:_add(id [, opts])
--- queues a fetch and returns its tag; client:_step() never blocks and returns
+-- gives the state's client for an option set; client:_add(method, ...)
+-- queues a call of that method (its own arguments follow) and returns its tag; client:_step() never blocks and returns
 -- the finished fetches as {tag, message, errmsg, info} and the most ms to
 -- wait before the next step (nil when none is left); client:_fd() is the one
 -- descriptor a host watches (an epoll set of libcurl's sockets).
@@ -56,7 +56,7 @@ describe("looped clients", function()
     local ids, tags = {}, {}
     for i = 1, 3 do
       ids[i] = h.fresh_id("echo")
-      tags[i] = c:_add(ids[i])
+      tags[i] = c:_add("get_message", ids[i])
     end
     assert.same({ tags[1], tags[1] + 1, tags[1] + 2 }, tags)
     local got = drive(c)
@@ -79,7 +79,7 @@ describe("looped clients", function()
     assert.equal("number", type(fd))
     local _, readable = epoll_members(fd)
     if not readable then pending("/proc/self/fdinfo is not readable here") return end
-    local tag = c:_add(h.fresh_id("slow_ok_300"))
+    local tag = c:_add("get_message", h.fresh_id("slow_ok_300"))
     local most = 0
     local deadline = h.now() + 10
     local done
@@ -100,7 +100,7 @@ describe("looped clients", function()
     local function add(n, extra)
       for _ = 1, n do
         local id = h.fresh_id("echo")
-        want[c:_add(id, extra)] = id
+        want[c:_add("get_message", id, extra)] = id
       end
     end
     add(10)
@@ -115,8 +115,8 @@ describe("looped clients", function()
     add(30, { timeout = 5 })
     local flaky_off = h.fresh_id("flaky_503_1")
     local flaky_on = h.fresh_id("flaky_503_1")
-    local off = c:_add(flaky_off, { retries = 0 })
-    local on = c:_add(flaky_on, { retries = 1, max_retry_delay = 0 })
+    local off = c:_add("get_message", flaky_off, { retries = 0 })
+    local on = c:_add("get_message", flaky_on, { retries = 1 })
     for tag, r in pairs(drive(c, 20)) do got[tag] = { tag, r.msg, r.err, r.info } end
     for tag, id in pairs(want) do
       assert.is_table(got[tag], "no answer for " .. id)
@@ -128,6 +128,27 @@ describe("looped clients", function()
     c:close()
   end)
 
+  it("keep their own copy of everything a call carries", function()
+    local c = ghl._looped_client(h.opts({ user_agent = "looped-copy" }))
+    local nonce = h.fresh_id("x")
+    local query = { b = "x y", a = 1, n = nonce }
+    local tag = c:_add("request", "GET", "/spec/looped/" .. nonce, { query = query, version = "2099-01-01" })
+    query.a, query.b = nil, nil
+    collectgarbage()
+    collectgarbage()
+    local got = drive(c)
+    assert.equal(404, got[tag].info.status)
+    assert.equal("ghl: HTTP 404 Not Found: Cannot GET /spec/looped/" .. nonce .. "?a=1&b=x%20y&n=" .. nonce
+      .. " (GET /spec/looped/" .. nonce .. ")", got[tag].err)
+    local seen
+    for _, req in ipairs(h.requests()) do
+      if req.path:find(nonce, 1, true) then seen = req end
+    end
+    assert.equal("/spec/looped/" .. nonce .. "?a=1&b=x%20y&n=" .. nonce, seen.path)
+    assert.equal("2099-01-01", seen.headers.version)
+    c:close()
+  end)
+
   it("refuse the blocking calls, and a blocking client refuses the looped ones", function()
     local c = ghl._looped_client(h.opts())
     assert.has_error(function() c:get_message("abc") end,
@@ -135,31 +156,31 @@ describe("looped clients", function()
     assert.has_error(function() c:get_messages({ "abc" }) end,
       "ghl: this client is driven by an event loop: use its adapter")
     local plain = ghl.new(h.opts())
-    assert.has_error(function() plain:_add("abc") end, "ghl: not a looped client")
+    assert.has_error(function() plain:_add("get_message", "abc") end, "ghl: not a looped client")
     assert.has_error(function() plain:_step() end, "ghl: not a looped client")
     plain:close()
-    assert.has_error(function() c:_add("bad id") end)
-    assert.has_error(function() c:_add("abc", { bogus = 1 }) end)
+    assert.has_error(function() c:_add("get_message", "bad id") end)
+    assert.has_error(function() c:_add("get_message", "abc", { bogus = 1 }) end)
   end)
 
   it("drop what is in flight on close, and raise after it", function()
     local c = ghl._looped_client(h.opts({ user_agent = "looped-close" }))
-    c:_add(h.fresh_id("slow_ok_2000"))
+    c:_add("get_message", h.fresh_id("slow_ok_2000"))
     c:_step()
     c:close()
     assert.has_error(function() c:_step() end, "ghl: the client is closed")
-    assert.has_error(function() c:_add("abc") end, "ghl: the client is closed")
+    assert.has_error(function() c:_add("get_message", "abc") end, "ghl: the client is closed")
   end)
 
   it("are busy during a step: Lua code run inside it cannot add, and its error reaches the caller", function()
     local c = ghl._looped_client(h.opts({ user_agent = "looped-busy" }))
-    local tag = c:_add(h.fresh_id("sms"))
+    local tag = c:_add("get_message", h.fresh_id("sms"))
     local inner
     -- a hook at every call: the step calls the JSON decoder through Lua
     -- (at least two frames below _step: not the call of its own body)
     debug.sethook(function()
       if inner == nil and mc.on_stack(c._step, 5) then
-        inner = { pcall(c._add, c, "abc") }
+        inner = { pcall(c._add, c, "get_message", "abc") }
         error("boom from a hook")
       end
     end, "c")
@@ -177,7 +198,7 @@ describe("looped clients", function()
     assert.equal(tag, c:_interrupted()) -- once
     assert.is_nil(c:_interrupted())
     -- the client goes on
-    local again = c:_add(h.fresh_id("sms"))
+    local again = c:_add("get_message", h.fresh_id("sms"))
     local got = drive(c)
     assert.equal("TYPE_SMS", got[again].msg.type)
     c:close()

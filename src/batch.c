@@ -351,6 +351,7 @@ void ghl_batch_end(ghl_batch *b) {
     }
     b->handed = NULL;
     if (b->slots != NULL) { /* a looped run's own arrays */
+        for (i = 0; i < b->count; i++) free(b->slots[i].owned);
         free(b->jobs);
         free(b->heap);
         free(b->slots);
@@ -408,11 +409,29 @@ void ghl_batch_release_handed(ghl_batch *b) {
     b->handed = NULL;
 }
 
-/* Points each job's arguments at its slot's copies. */
+/* Points job i at its slot's copies (the owned block does not move). */
 static void point_args_at_slots(ghl_batch *b, int i) {
     int k;
     for (k = 0; k < GHL_MAX_PATH_ARGS; k++)
         if (b->jobs[i].request.args[k] != NULL) b->jobs[i].request.args[k] = b->slots[i].arg[k];
+    b->jobs[i].request.endpoint = &b->slots[i].endpoint;
+}
+
+/* Copies the strings r points at (path, query, body, version) into one
+ * block owned by slot, and points r at the copies. Returns 0, or -1. */
+static int copy_request_strings(ghl_looped_slot *slot, ghl_request *r) {
+    size_t version_len = r->version != NULL ? strlen(r->version) + 1 : 0;
+    size_t n = (r->path ? r->path_len : 0) + (r->query ? r->query_len : 0) + (r->body ? r->body_len : 0) +
+               version_len;
+    char *p;
+    slot->owned = NULL;
+    if (n == 0) return 0;
+    if ((slot->owned = p = malloc(n)) == NULL) return -1;
+    if (r->path != NULL) memcpy(p, r->path, r->path_len), r->path = p, p += r->path_len;
+    if (r->query != NULL) memcpy(p, r->query, r->query_len), r->query = p, p += r->query_len;
+    if (r->body != NULL) memcpy(p, r->body, r->body_len), r->body = p, p += r->body_len;
+    if (r->version != NULL) memcpy(p, r->version, version_len), r->version = p;
+    return 0;
 }
 
 /* Drops the finished jobs, keeping the order of the rest. */
@@ -420,7 +439,10 @@ static void drop_finished_jobs(ghl_batch *b) {
     int i, p, n = 0;
     for (i = 0; i < b->count; i++) {
         ghl_job *job = &b->jobs[i];
-        if (job->state == JOB_DONE) continue;
+        if (job->state == JOB_DONE) {
+            free(b->slots[i].owned);
+            continue;
+        }
         if (n != i) {
             for (p = 0; p < b->pool_size; p++)
                 if (b->pool[p]->job == job) b->pool[p]->job = &b->jobs[n];
@@ -489,6 +511,9 @@ ghl_job *ghl_batch_add(ghl_batch *b, const ghl_request *r, const ghl_limits *lim
         slot->arg[k][r->arg_len[k]] = '\0';
         job->request.args[k] = slot->arg[k];
     }
+    slot->endpoint = *r->endpoint;
+    job->request.endpoint = &slot->endpoint;
+    if (copy_request_strings(slot, &job->request) != 0) return NULL;
     slot->limits = *limits;
     job->state = JOB_QUEUED;
     job->tag = tag;

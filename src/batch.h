@@ -34,9 +34,12 @@ typedef struct ghl_run_settings {
     int paced; /* start nothing while the window says none remain */
 } ghl_run_settings;
 
-/* A looped run's own copy of what a job was added with (same index). */
+/* A looped run's own copy of what a job was added with (same index): the
+ * caller's strings are gone once ghl_batch_add returns. */
 typedef struct ghl_looped_slot {
     char arg[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
+    ghl_endpoint endpoint;
+    char *owned; /* path, query, body and version, one block; NULL: none */
     ghl_limits limits;
 } ghl_looped_slot;
 
@@ -97,7 +100,7 @@ void ghl_batch_forget_connections(ghl_batch *b);
 /* Starts an endless run with no jobs. Returns CURLE_OK, or why not. */
 CURLcode ghl_batch_open_looped(ghl_batch *b, const ghl_run_settings *s);
 
-/* Adds a job for request r (its arguments are copied) with its own limits;
+/* Adds a job for request r (all it points at is copied) with its own limits;
  * tag marks it for the caller. Returns the job, or NULL when memory runs out.
  * Not while a job handed out by ghl_batch_next is still being read. */
 ghl_job *ghl_batch_add(ghl_batch *b, const ghl_request *r, const ghl_limits *limits, unsigned long tag);

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "encode.h"
 #include "request.h"
 #include "shape.h"
 
@@ -14,7 +15,8 @@
 
 /* Upvalues of the methods and module functions: the metatable, then the
  * protected bodies, made once so that starting a call allocates nothing. */
-enum { UP_METATABLE = 1, UP_RUN_GET_MESSAGE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT = UP_RUN_STEP };
+enum { UP_METATABLE = 1, UP_RUN_ONE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT = UP_RUN_STEP,
+       UP_ROW /* the endpoint row of a method that is nothing but its row */ };
 #define CACHE_MAX 16
 
 /* ---- life cycle ---- */
@@ -92,6 +94,7 @@ typedef struct call {
     ghl_job job;       /* get_message */
     int pass;          /* a stack index whose value fn gets as its second argument; 0: none */
     int looped;        /* a step of a looped client: the run goes on after it */
+    ghl_endpoint own;  /* client:request's row, made for the call */
     int seen;          /* get_messages: our own table of the ids */
 } call;
 
@@ -132,7 +135,8 @@ static void push_result(lua_State *L, ghl_client *c, const ghl_job *job, ghl_res
     ghl_shape_push(L, &s);
 }
 
-static int run_get_message(lua_State *L) {
+/* One request: x->job. */
+static int run_one(lua_State *L) {
     call *x = lua_touserdata(L, 1);
     ghl_response *r = NULL;
     int heap;
@@ -248,7 +252,7 @@ static int client_get_message(lua_State *L) {
     x.job.request.args[0] = ghl_check_id(L, 2, &x.job.request.arg_len[0]);
     read_call_options(L, c, 3, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
-    return call_busy(L, c, UP_RUN_GET_MESSAGE, &x);
+    return call_busy(L, c, UP_RUN_ONE, &x);
 }
 
 /* client:get_messages(ids [, opts]) */
@@ -270,6 +274,400 @@ static int client_get_messages(lua_State *L) {
     fill_settings(&x.settings, &o, o.concurrency, 1);
     x.pass = 2; /* the ids */
     return call_busy(L, c, UP_RUN_GET_MESSAGES, &x);
+}
+
+/* ---- the endpoint rows: every method that is nothing but its row ---- */
+
+/* Raises unless the table at idx holds each key of required ("a b "). */
+static void check_required(lua_State *L, int idx, const char *required, const char *method, const char *what) {
+    while (required != NULL && *required != '\0') {
+        const char *end = strchr(required, ' ');
+        lua_pushlstring(L, required, (size_t)(end - required));
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx);
+        if (lua_isnil(L, -1)) luaL_error(L, "ghl: %s needs %s.%s", method, what, lua_tostring(L, -2));
+        lua_pop(L, 2);
+        required = end + 1;
+    }
+}
+
+/* The page size a search asks for: query.limit, else the API's 20. */
+static long page_size_of(lua_State *L, int query) {
+    long n = 20;
+    if (query == 0) return n;
+    lua_getfield(L, query, "limit");
+    if (lua_type(L, -1) == LUA_TNUMBER) n = (long)lua_tonumber(L, -1);
+    else if (lua_type(L, -1) == LUA_TSTRING) n = strtol(lua_tostring(L, -1), NULL, 10);
+    lua_pop(L, 1);
+    return n;
+}
+
+/* How many arguments a row's method takes after the client: its ids, a
+ * query or a body, and the per-call options. */
+static int row_arity(const ghl_endpoint *e) {
+    int i, n = 1;
+    for (i = 0; i < GHL_MAX_PATH_ARGS && e->id_names[i] != NULL; i++) n++;
+    if (e->takes & GHL_TAKES_QUERY) n++;
+    if (e->takes & GHL_TAKES_BODY) n++;
+    return n;
+}
+
+/* Reads a row's arguments from arg on (ids, then query or body) into
+ * x->job.request; the encoded query and body are pushed, and stay on the
+ * stack for the call. Returns the index of the per-call options. */
+static int read_row_arguments(lua_State *L, const ghl_endpoint *e, int arg, call *x) {
+    ghl_request *r = &x->job.request;
+    int i;
+    lua_settop(L, arg + row_arity(e) - 1);
+    r->endpoint = e;
+    for (i = 0; i < GHL_MAX_PATH_ARGS && e->id_names[i] != NULL; i++)
+        r->args[i] = ghl_check_named_id(L, arg++, e->id_names[i], &r->arg_len[i]);
+    if (e->takes & GHL_TAKES_QUERY) {
+        int query = arg++;
+        if (lua_isnoneornil(L, query)) {
+            lua_newtable(L); /* no query: as an empty one */
+            check_required(L, lua_gettop(L), e->required, e->name, "query");
+            lua_pop(L, 1);
+            r->page_size = page_size_of(L, 0);
+        } else {
+            luaL_checktype(L, query, LUA_TTABLE);
+            check_required(L, query, e->required, e->name, "query");
+            r->page_size = page_size_of(L, query);
+            ghl_push_query(L, query, "query");
+            r->query = lua_tolstring(L, -1, &r->query_len);
+        }
+    }
+    if (e->takes & GHL_TAKES_BODY) {
+        int body = arg++;
+        luaL_checktype(L, body, LUA_TTABLE);
+        check_required(L, body, e->required, e->name, "body");
+        ghl_push_json(L, body, "body");
+        r->body = lua_tolstring(L, -1, &r->body_len);
+    }
+    return arg;
+}
+
+/* client:<row's name>(ids..., [query | body,] [opts]); the row is upvalue UP_ROW. */
+static int client_call_row(lua_State *L) {
+    const ghl_endpoint *e = lua_touserdata(L, lua_upvalueindex(UP_ROW));
+    ghl_client *c = check_open(L, 1);
+    ghl_options o;
+    call x;
+    int opts;
+    memset(&x, 0, sizeof x);
+    opts = read_row_arguments(L, e, 2, &x);
+    read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
+    fill_settings(&x.settings, &o, 1, 0);
+    return call_busy(L, c, UP_RUN_ONE, &x);
+}
+
+/* ---- client:request(method, path [, args [, opts]]) ---- */
+
+static const char *const request_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+
+/* Whether c may not appear in a path, as itself or percent-decoded. */
+static int bad_path_char(unsigned char c) {
+    return c < 0x21 || c == 0x7f || c == '?' || c == '#' || c == '\\';
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Raises unless path is one a request may take: starts with '/', at most
+ * GHL_MAX_REQUEST_PATH bytes, no control character, space, '?', '#' or '\',
+ * no "." or ".." segment, also once percent-decoded. */
+static void check_request_path(lua_State *L, const char *path, size_t n) {
+    size_t i, seglen = 0, dots = 0;
+    if (n == 0 || path[0] != '/') luaL_error(L, "ghl: bad argument 'path' (must start with '/')");
+    if (n > GHL_MAX_REQUEST_PATH)
+        luaL_error(L, "ghl: bad argument 'path' (longer than %d bytes)", GHL_MAX_REQUEST_PATH);
+    for (i = 1; i <= n; i++) {
+        int c;
+        if (i == n || path[i] == '/') {
+            if (seglen == dots && (dots == 1 || dots == 2))
+                luaL_error(L, "ghl: bad argument 'path' (a '.' or '..' segment)");
+            seglen = dots = 0;
+            continue;
+        }
+        seglen++;
+        c = (unsigned char)path[i];
+        if (c == '%' && i + 2 < n && hex_value(path[i + 1]) >= 0 && hex_value(path[i + 2]) >= 0) {
+            c = hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]);
+            if (c == '/') luaL_error(L, "ghl: bad argument 'path' (an encoded '/')");
+            i += 2;
+        }
+        if (bad_path_char((unsigned char)c))
+            luaL_error(L, "ghl: bad argument 'path' (a space, control character, '?', '#' or '\\')");
+        if (c == '.') dots++;
+    }
+}
+
+/* Reads client:request's args table at idx into x; pushes what must stay
+ * alive (query, body, version). */
+static void read_request_args(lua_State *L, int idx, call *x) {
+    ghl_request *r = &x->job.request;
+    if (lua_isnoneornil(L, idx)) return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k;
+        lua_pop(L, 1);
+        k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        if (strcmp(k, "query") != 0 && strcmp(k, "json") != 0 && strcmp(k, "raw") != 0 &&
+            strcmp(k, "version") != 0)
+            luaL_error(L, "ghl: bad argument 'args' (unknown key '%s')", lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
+    }
+    lua_getfield(L, idx, "raw");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "ghl: bad argument 'args.raw' (boolean expected, got %s)", luaL_typename(L, -1));
+    if (lua_toboolean(L, -1)) x->own.unwrap = GHL_UNWRAP_BYTES;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "query");
+    if (!lua_isnil(L, -1)) {
+        ghl_push_query(L, lua_gettop(L), "args.query");
+        r->query = lua_tolstring(L, -1, &r->query_len);
+        r->page_size = page_size_of(L, lua_gettop(L) - 1);
+    }
+    lua_getfield(L, idx, "json");
+    if (!lua_isnil(L, -1)) {
+        ghl_push_json(L, lua_gettop(L), "args.json");
+        r->body = lua_tolstring(L, -1, &r->body_len);
+    }
+    lua_getfield(L, idx, "version");
+    if (!lua_isnil(L, -1)) {
+        size_t n, i;
+        const char *v;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "ghl: bad argument 'args.version' (string expected, got %s)", luaL_typename(L, -1));
+        v = lua_tolstring(L, -1, &n);
+        for (i = 0; i < n; i++)
+            if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+                luaL_error(L, "ghl: bad argument 'args.version' (holds a control character)");
+        if (n == 0) luaL_error(L, "ghl: bad argument 'args.version' (empty)");
+        r->version = v;
+    }
+}
+
+/* Reads client:request's arguments from arg on (method, path, args) into
+ * x; returns the index of the per-call options. */
+static int parse_request(lua_State *L, int arg, call *x) {
+    int m;
+    size_t n;
+    const char *method = luaL_checkstring(L, arg), *path;
+    for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {}
+    if (request_methods[m] == NULL)
+        luaL_error(L, "ghl: bad argument 'method' (GET, POST, PUT, PATCH or DELETE expected)");
+    if (lua_type(L, arg + 1) != LUA_TSTRING)
+        luaL_error(L, "ghl: bad argument 'path' (string expected, got %s)", luaL_typename(L, arg + 1));
+    path = lua_tolstring(L, arg + 1, &n);
+    check_request_path(L, path, n);
+    x->own.name = "request";
+    x->own.method = request_methods[m];
+    x->own.repeat_safe = strcmp(x->own.method, "POST") != 0 && strcmp(x->own.method, "PATCH") != 0;
+    x->own.unwrap = GHL_UNWRAP_ANY;
+    x->own.accept_json = 1;
+    x->job.request.endpoint = &x->own;
+    x->job.request.path = path;
+    x->job.request.path_len = n;
+    lua_settop(L, arg + 3);
+    read_request_args(L, arg + 2, x);
+    return arg + 3;
+}
+
+/* client:request(method, path [, args [, opts]]) */
+static int client_request(lua_State *L) {
+    ghl_client *c = check_open(L, 1);
+    ghl_options o;
+    call x;
+    int opts;
+    memset(&x, 0, sizeof x);
+    opts = parse_request(L, 2, &x);
+    read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
+    fill_settings(&x.settings, &o, 1, 0);
+    return call_busy(L, c, UP_RUN_ONE, &x);
+}
+
+/* The row of the method called name, or NULL. */
+static const ghl_endpoint *find_row(const char *name) {
+    const ghl_endpoint *e;
+    for (e = ghl_endpoints; e->name != NULL; e++)
+        if (strcmp(e->name, name) == 0) return e;
+    return NULL;
+}
+
+/* Reads the arguments of the method called name from arg on into x;
+ * returns the index of the per-call options. */
+static int parse_call(lua_State *L, const char *name, int arg, call *x) {
+    const ghl_endpoint *e;
+    if (strcmp(name, "get_message") == 0) {
+        x->job.request.endpoint = &ghl_get_message_endpoint;
+        x->job.request.args[0] = ghl_check_id(L, arg, &x->job.request.arg_len[0]);
+        lua_settop(L, arg + 1);
+        return arg + 1;
+    }
+    if (strcmp(name, "request") == 0) return parse_request(L, arg, x);
+    if ((e = find_row(name)) == NULL) luaL_error(L, "ghl: no method '%s'", name);
+    return read_row_arguments(L, e, arg, x);
+}
+
+/* ---- iterators: page after page, as the loop asks ----
+ * for item, err, info in client:each_message(id [, query [, opts]]) do
+ * The state is a table; no coroutine, so a loop may run anywhere (an
+ * OpenResty handler, across pcall). */
+
+enum { IT_CLIENT = 1, IT_FETCH, IT_ID, IT_QUERY, IT_OPTS, IT_ITEMS, IT_INFO, IT_INDEX, IT_DONE, IT_LAST };
+
+typedef struct pager {
+    const char *iterator;  /* the method */
+    const char *fetch;     /* the page method it calls */
+    int has_id;
+    const char *items;     /* the page's list */
+    const char *next;      /* the page's field that asks for the next one, or NULL */
+    const char *more;      /* a boolean field that must be true for a next page, or NULL */
+    const char *query_key; /* where next goes in the query */
+} pager;
+
+static const pager pagers[] = {
+    {"each_message", "list_messages", 1, "messages", "last_message_id", "next_page", "lastMessageId"},
+    {"each_conversation", "search_conversations", 0, "conversations", "next", NULL, "startAfterDate"},
+    {NULL, NULL, 0, NULL, NULL, NULL, NULL},
+};
+
+/* Fetches the next page into the state at st. Returns the number of values
+ * to return when the loop must see something now (the failure), else 0. */
+static int fetch_page(lua_State *L, const pager *p, int st) {
+    int page, n = 0;
+    lua_rawgeti(L, st, IT_FETCH);
+    lua_rawgeti(L, st, IT_CLIENT);
+    if (p->has_id) lua_rawgeti(L, st, IT_ID);
+    lua_rawgeti(L, st, IT_QUERY);
+    lua_rawgeti(L, st, IT_OPTS);
+    lua_call(L, p->has_id ? 4 : 3, 3);
+    if (lua_isnil(L, -3)) { /* the page failed: false, errmsg, info once, then the end */
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, st, IT_DONE);
+        lua_pushboolean(L, 0);
+        lua_replace(L, -4);
+        return 3;
+    }
+    page = lua_gettop(L) - 2;
+    lua_rawseti(L, st, IT_INFO);
+    lua_pop(L, 1);
+    lua_getfield(L, page, p->items);
+    if (lua_type(L, -1) == LUA_TTABLE) n = (int)lua_rawlen(L, -1);
+    lua_rawseti(L, st, IT_ITEMS);
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, st, IT_INDEX);
+    lua_getfield(L, page, p->next);
+    if (p->more != NULL) {
+        lua_getfield(L, page, p->more);
+        if (lua_toboolean(L, -1) != 1) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            lua_replace(L, -2);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    if (n == 0 || lua_isnil(L, -1)) {
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, st, IT_LAST);
+        if (n == 0) {
+            lua_pushboolean(L, 1);
+            lua_rawseti(L, st, IT_DONE);
+        }
+        lua_pop(L, 1);
+    } else {
+        lua_rawgeti(L, st, IT_QUERY);
+        lua_pushstring(L, p->query_key);
+        lua_pushvalue(L, -3);
+        lua_rawset(L, -3);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1); /* the page */
+    return 0;
+}
+
+/* The iterator: (state) -> item, nil, info | false, errmsg, info | nil. */
+static int each_next(lua_State *L) {
+    const pager *p = lua_touserdata(L, lua_upvalueindex(1));
+    int st = 1, n;
+    lua_Integer i;
+    luaL_checktype(L, st, LUA_TTABLE);
+    for (;;) {
+        lua_rawgeti(L, st, IT_DONE);
+        if (lua_toboolean(L, -1)) return 0;
+        lua_pop(L, 1);
+        lua_rawgeti(L, st, IT_ITEMS);
+        lua_rawgeti(L, st, IT_INDEX);
+        i = lua_tointeger(L, -1);
+        n = lua_type(L, -2) == LUA_TTABLE ? (int)lua_rawlen(L, -2) : 0;
+        lua_pop(L, 1);
+        if (i < n) {
+            lua_pushinteger(L, i + 1);
+            lua_rawseti(L, st, IT_INDEX);
+            lua_rawgeti(L, -1, (int)i + 1);
+            lua_pushnil(L);
+            lua_rawgeti(L, st, IT_INFO);
+            return 3;
+        }
+        lua_pop(L, 1);
+        lua_rawgeti(L, st, IT_LAST);
+        if (lua_toboolean(L, -1)) {
+            lua_pushboolean(L, 1);
+            lua_rawseti(L, st, IT_DONE);
+            return 0;
+        }
+        lua_pop(L, 1);
+        if ((n = fetch_page(L, p, st)) != 0) return n;
+    }
+}
+
+/* client:each_message(conversation_id [, query [, opts]]),
+ * client:each_conversation(query [, opts]): checks everything now, as the
+ * page method would, and fetches nothing yet. */
+static int client_each(lua_State *L) {
+    const pager *p = lua_touserdata(L, lua_upvalueindex(UP_ROW));
+    ghl_client *c = check_open(L, 1);
+    const ghl_endpoint *e;
+    ghl_options o;
+    call x;
+    int opts, st, query = p->has_id ? 3 : 2;
+    e = find_row(p->fetch);
+    memset(&x, 0, sizeof x);
+    opts = read_row_arguments(L, e, 2, &x);
+    read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
+    lua_settop(L, query + 1);
+    lua_pushvalue(L, lua_upvalueindex(UP_ROW + 1)); /* each_next with its pager */
+    lua_createtable(L, IT_LAST, 0);
+    st = lua_gettop(L);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, st, IT_CLIENT);
+    lua_getfield(L, 1, p->fetch);
+    lua_rawseti(L, st, IT_FETCH);
+    if (p->has_id) {
+        lua_pushvalue(L, 2);
+        lua_rawseti(L, st, IT_ID);
+    }
+    lua_newtable(L); /* our own copy of the query: the next page's key goes in there */
+    if (!lua_isnil(L, query)) {
+        lua_pushnil(L);
+        while (lua_next(L, query) != 0) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_rawseti(L, st, IT_QUERY);
+    if (!lua_isnil(L, query + 1)) {
+        lua_pushvalue(L, query + 1);
+        lua_rawseti(L, st, IT_OPTS);
+    }
+    return 2;
 }
 
 /* client:rate_limit() */
@@ -412,14 +810,14 @@ static int ghl_get_message(lua_State *L) {
         c = new_client(L, &o);
         temporary = 1;
     }
-    n = call_busy(L, c, UP_RUN_GET_MESSAGE, &x);
+    n = call_busy(L, c, UP_RUN_ONE, &x);
     if (temporary) release(c);
     return n;
 }
 
 /* ---- looped clients, driven by the host's event loop (ghl.nvim) ----
- * Internal: ghl._looped_client(opts) gives one; client:_add(id [, opts]) queues
- * a fetch and returns its tag; the host watches client:_fd() for reading
+ * Internal: ghl._looped_client(opts) gives one; client:_add(method, ...) queues
+ * a call of that method (its own arguments follow) and returns its tag; the host watches client:_fd() for reading
  * and calls client:_step() when it is readable or when the wait _step gave
  * has passed. _step never blocks: it returns the finished fetches as
  * {tag, message, errmsg, info} tables and the most ms to wait before the next
@@ -493,23 +891,25 @@ static ghl_client *check_looped(lua_State *L, int idx) {
     return c;
 }
 
-/* client:_add(id [, opts]) */
+/* client:_add(method, ...): the method's own arguments after its name */
 static int client_add(lua_State *L) {
     ghl_client *c = check_looped(L, 1);
-    ghl_request r;
     ghl_options o;
     ghl_limits limits;
-    memset(&r, 0, sizeof r);
-    r.endpoint = &ghl_get_message_endpoint;
-    r.args[0] = ghl_check_id(L, 2, &r.arg_len[0]);
+    call x;
+    int opts;
+    if (c->busy) luaL_error(L, "ghl: the client is busy");
+    memset(&x, 0, sizeof x);
+    opts = parse_call(L, luaL_checkstring(L, 2), 3, &x);
     /* the whole table the client was chosen by: only the per-call keys count */
-    read_call_options(L, c, 3, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    read_call_options(L, c, opts, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
     /* reading the options may have run Lua code */
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     if (c->pid != getpid()) luaL_error(L, "ghl: a looped client cannot be used after fork()");
     fill_limits(&limits, &o);
-    if (ghl_batch_add(&c->batch, &r, &limits, c->tags + 1) == NULL) luaL_error(L, "ghl: out of memory");
+    if (ghl_batch_add(&c->batch, &x.job.request, &limits, c->tags + 1) == NULL)
+        luaL_error(L, "ghl: out of memory");
     lua_pushinteger(L, (lua_Integer)++c->tags);
     return 1;
 }
@@ -596,9 +996,12 @@ static int ghl_get_message_request(lua_State *L) {
 }
 
 void ghl_client_open(lua_State *L) {
+    const ghl_endpoint *row;
+    const pager *pg;
     static const luaL_Reg methods[] = {
         {"get_message", client_get_message},
         {"get_messages", client_get_messages},
+        {"request", client_request},
         {"rate_limit", client_rate_limit},
         {"close", client_close},
         {"_add", client_add},
@@ -628,13 +1031,33 @@ void ghl_client_open(lua_State *L) {
     lua_setfield(L, -2, "__name");
     lua_newtable(L); /* the methods */
     lua_pushvalue(L, -2);
-    lua_pushcfunction(L, run_get_message);
+    lua_pushcfunction(L, run_one);
     lua_pushcfunction(L, run_get_messages);
     lua_pushcfunction(L, run_step);
     luaL_setfuncs(L, methods, UP_COUNT);
+    for (row = ghl_endpoints; row->name != NULL; row++) { /* the same upvalues, and the row */
+        lua_pushvalue(L, -2);
+        lua_pushcfunction(L, run_one);
+        lua_pushcfunction(L, run_get_messages);
+        lua_pushcfunction(L, run_step);
+        lua_pushlightuserdata(L, (void *)row);
+        lua_pushcclosure(L, client_call_row, UP_ROW);
+        lua_setfield(L, -2, row->name);
+    }
+    for (pg = pagers; pg->iterator != NULL; pg++) { /* the same upvalues, the pager, its step */
+        lua_pushvalue(L, -2);
+        lua_pushcfunction(L, run_one);
+        lua_pushcfunction(L, run_get_messages);
+        lua_pushcfunction(L, run_step);
+        lua_pushlightuserdata(L, (void *)pg);
+        lua_pushlightuserdata(L, (void *)pg);
+        lua_pushcclosure(L, each_next, 1);
+        lua_pushcclosure(L, client_each, UP_ROW + 1);
+        lua_setfield(L, -2, pg->iterator);
+    }
     lua_setfield(L, -2, "__index");
     /* the module functions (the metatable is on top) get the same upvalues */
-    lua_pushcfunction(L, run_get_message);
+    lua_pushcfunction(L, run_one);
     lua_pushcfunction(L, run_get_messages);
     lua_pushcfunction(L, run_step);
     luaL_setfuncs(L, functions, UP_COUNT);

@@ -279,19 +279,23 @@ static const unsigned char id_chars[256] = {
     ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
-const char *ghl_check_id(lua_State *L, int idx, size_t *len) {
+const char *ghl_check_named_id(lua_State *L, int idx, const char *name, size_t *len) {
     size_t n, i;
     const char *id;
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "ghl: bad argument 'id' (string expected, got %s)", luaL_typename(L, idx));
+        luaL_error(L, "ghl: bad argument '%s' (string expected, got %s)", name, luaL_typename(L, idx));
     id = lua_tolstring(L, idx, &n);
     if (n == 0 || n > GHL_MAX_ID_LEN)
-        luaL_error(L, "ghl: bad argument 'id' (must be 1 to %d characters)", GHL_MAX_ID_LEN);
+        luaL_error(L, "ghl: bad argument '%s' (must be 1 to %d characters)", name, GHL_MAX_ID_LEN);
     for (i = 0; i < n; i++)
         if (!id_chars[(unsigned char)id[i]])
-            luaL_error(L, "ghl: bad argument 'id' (only A-Z, a-z, 0-9, '_' and '-' are allowed)");
+            luaL_error(L, "ghl: bad argument '%s' (only A-Z, a-z, 0-9, '_' and '-' are allowed)", name);
     if (len != NULL) *len = n;
     return id;
+}
+
+const char *ghl_check_id(lua_State *L, int idx, size_t *len) {
+    return ghl_check_named_id(L, idx, "id", len);
 }
 
 long ghl_ms(double seconds) {

@@ -3,20 +3,21 @@
 #include <string.h>
 
 const ghl_endpoint ghl_get_message_endpoint = {
-    "get_message", "GET", "/conversations/messages/{}", 1, GHL_UNWRAP_MESSAGE, 0, NULL, 1,
+    "get_message", "GET", "/conversations/messages/{}", {"id", NULL}, 1, GHL_UNWRAP_MESSAGE, 0, NULL, 1,
 };
 
 const ghl_endpoint ghl_endpoints[] = {
-    {"get_email", "GET", "/conversations/messages/email/{}", 1, GHL_UNWRAP_EMAIL, 0, NULL, 1},
-    {"get_conversation", "GET", "/conversations/{}", 1, GHL_UNWRAP_OBJECT, 0, NULL, 1},
-    {"list_messages", "GET", "/conversations/{}/messages", 1, GHL_UNWRAP_MESSAGE_PAGE, GHL_TAKES_QUERY, NULL, 1},
-    {"search_conversations", "GET", "/conversations/search", 1, GHL_UNWRAP_SEARCH_PAGE, GHL_TAKES_QUERY,
+    {"get_email", "GET", "/conversations/messages/email/{}", {"email_id", NULL}, 1, GHL_UNWRAP_EMAIL, 0, NULL, 1},
+    {"get_conversation", "GET", "/conversations/{}", {"conversation_id", NULL}, 1, GHL_UNWRAP_OBJECT, 0, NULL, 1},
+    {"list_messages", "GET", "/conversations/{}/messages", {"conversation_id", NULL}, 1, GHL_UNWRAP_MESSAGE_PAGE, GHL_TAKES_QUERY, NULL, 1},
+    {"search_conversations", "GET", "/conversations/search", {NULL, NULL}, 1, GHL_UNWRAP_SEARCH_PAGE, GHL_TAKES_QUERY,
      "locationId ", 1},
-    {"send_message", "POST", "/conversations/messages", 0, GHL_UNWRAP_OBJECT, GHL_TAKES_BODY,
+    {"send_message", "POST", "/conversations/messages", {NULL, NULL}, 0, GHL_UNWRAP_OBJECT, GHL_TAKES_BODY,
      "type contactId ", 1},
-    {"get_recording", "GET", "/conversations/messages/{}/locations/{}/recording", 1, GHL_UNWRAP_BYTES, 0,
+    {"get_recording", "GET", "/conversations/messages/{}/locations/{}/recording",
+     {"message_id", "location_id"}, 1, GHL_UNWRAP_BYTES, 0,
      NULL, 0},
-    {NULL, NULL, NULL, 0, GHL_UNWRAP_ANY, 0, NULL, 0},
+    {NULL, NULL, NULL, {NULL, NULL}, 0, GHL_UNWRAP_ANY, 0, NULL, 0},
 };
 
 /* Calls piece(bytes, n, ctx) for each piece of the path in order. */

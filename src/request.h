@@ -36,6 +36,7 @@ typedef struct ghl_endpoint {
     const char *name;     /* the client method */
     const char *method;
     const char *path;     /* each "{}" is replaced by the next id; NULL: the request's own path */
+    const char *id_names[GHL_MAX_PATH_ARGS]; /* the ids' argument names, for errors */
     int repeat_safe;      /* whether sending it twice does no harm */
     ghl_unwrap unwrap;
     int takes;            /* GHL_TAKES_* */

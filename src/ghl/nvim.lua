@@ -63,7 +63,7 @@ function Engine:add(id, opts, callback)
     self.deferred[#self.deferred + 1] = { id, opts, callback }
     return
   end
-  local tag = self.client:_add(id, opts)
+  local tag = self.client:_add("get_message", id, opts)
   self.callbacks[tag] = callback
   self.waiting = self.waiting + 1
   self.timer:start(0, 0, self.on_ready) -- the transfer starts on the next loop turn
