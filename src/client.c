@@ -537,10 +537,35 @@ static const pager pagers[] = {
     {NULL, NULL, 0, NULL, NULL, NULL, NULL},
 };
 
+/* The pager rule: whether the page at `page` has a page after it; if so,
+ * what asks for it goes into the query table at `query`. An empty page is
+ * the last. */
+static int ask_for_next_page(lua_State *L, const pager *p, int page, int query) {
+    int n = 0, more;
+    lua_getfield(L, page, p->items);
+    if (lua_type(L, -1) == LUA_TTABLE) n = (int)lua_rawlen(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, page, p->next);
+    more = n > 0 && !lua_isnil(L, -1);
+    if (more && p->more != NULL) {
+        lua_getfield(L, page, p->more);
+        more = lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (more) {
+        lua_pushstring(L, p->query_key);
+        lua_insert(L, -2);
+        lua_rawset(L, query);
+    } else {
+        lua_pop(L, 1);
+    }
+    return more;
+}
+
 /* Fetches the next page into the state at st. Returns the number of values
  * to return when the loop must see something now (the failure), else 0. */
 static int fetch_page(lua_State *L, const pager *p, int st) {
-    int page, n = 0;
+    int page;
     lua_rawgeti(L, st, IT_FETCH);
     lua_rawgeti(L, st, IT_CLIENT);
     if (p->has_id) lua_rawgeti(L, st, IT_ID);
@@ -558,38 +583,29 @@ static int fetch_page(lua_State *L, const pager *p, int st) {
     lua_rawseti(L, st, IT_INFO);
     lua_pop(L, 1);
     lua_getfield(L, page, p->items);
-    if (lua_type(L, -1) == LUA_TTABLE) n = (int)lua_rawlen(L, -1);
     lua_rawseti(L, st, IT_ITEMS);
     lua_pushinteger(L, 0);
     lua_rawseti(L, st, IT_INDEX);
-    lua_getfield(L, page, p->next);
-    if (p->more != NULL) {
-        lua_getfield(L, page, p->more);
-        if (lua_toboolean(L, -1) != 1) {
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            lua_replace(L, -2);
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-    if (n == 0 || lua_isnil(L, -1)) {
+    lua_rawgeti(L, st, IT_QUERY);
+    if (!ask_for_next_page(L, p, page, lua_gettop(L))) {
         lua_pushboolean(L, 1);
         lua_rawseti(L, st, IT_LAST);
-        if (n == 0) {
-            lua_pushboolean(L, 1);
-            lua_rawseti(L, st, IT_DONE);
-        }
-        lua_pop(L, 1);
-    } else {
-        lua_rawgeti(L, st, IT_QUERY);
-        lua_pushstring(L, p->query_key);
-        lua_pushvalue(L, -3);
-        lua_rawset(L, -3);
-        lua_pop(L, 2);
     }
-    lua_pop(L, 1); /* the page */
+    lua_pop(L, 2); /* the query, the page */
     return 0;
+}
+
+/* ghl._next_page(iterator, page, query): the pager rule for adapters that
+ * fetch the pages themselves. */
+static int ghl_next_page(lua_State *L) {
+    const pager *p;
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    for (p = pagers; p->iterator != NULL && strcmp(p->iterator, name) != 0; p++) {}
+    if (p->iterator == NULL) luaL_error(L, "ghl: no iterator '%s'", name);
+    lua_pushboolean(L, ask_for_next_page(L, p, 2, 3));
+    return 1;
 }
 
 /* The iterator: (state) -> item, nil, info | false, errmsg, info | nil. */
@@ -852,15 +868,21 @@ static void drop_closed_clients(lua_State *L, int idx) {
     }
 }
 
-/* ghl._looped_client([opts]): the state's looped client for these options
- * (one per option set, made on first use; the adapter closes those it no
- * longer needs). */
+/* ghl._looped_client([opts [, own]]): the state's looped client for these
+ * options (one per option set, made on first use; the adapter closes those
+ * it no longer needs); with own, a new one of the caller's alone, whose
+ * calls take only the per-call options. */
 static int ghl_looped_client(lua_State *L) {
     ghl_options o;
     int cache;
     ghl_options_defaults(&o);
     ghl_options_read(L, 1, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
     ghl_options_require_token(L, &o);
+    if (lua_toboolean(L, 2)) {
+        new_looped_client(L, &o);
+        ((ghl_client *)lua_touserdata(L, -1))->strict_calls = 1;
+        return 1;
+    }
     lua_getfield(L, LUA_REGISTRYINDEX, REG_LOOPED);
     if (lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -901,8 +923,9 @@ static int client_add(lua_State *L) {
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     memset(&x, 0, sizeof x);
     opts = parse_call(L, luaL_checkstring(L, 2), 3, &x);
-    /* the whole table the client was chosen by: only the per-call keys count */
-    read_call_options(L, c, opts, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    /* a shared client gets the whole table it was chosen by: only the per-call keys count */
+    read_call_options(L, c, opts, &o,
+                      c->strict_calls ? GHL_SCOPE_CALL : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
     /* reading the options may have run Lua code */
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     if (c->busy) luaL_error(L, "ghl: the client is busy");
@@ -1023,6 +1046,7 @@ void ghl_client_open(lua_State *L) {
         {"get_message", ghl_get_message},
         {"get_message_request", ghl_get_message_request},
         {"_looped_client", ghl_looped_client},
+        {"_next_page", ghl_next_page},
         {NULL, NULL},
     };
     luaL_newmetatable(L, GHL_CLIENT_MT);

@@ -23,6 +23,7 @@ typedef struct ghl_client {
     pid_t pid;          /* the process whose connections the engine holds */
     lua_Integer used;   /* a cached default client: when it last served a call */
     int looped;         /* driven by the host's event loop: only the _add/_step calls */
+    int strict_calls;   /* looped, the caller's own: a call's options are the per-call ones */
     unsigned long tags; /* looped: the last tag handed out */
     unsigned long shaping; /* looped: the tag whose result was being made, 0: none */
     ghl_options options; /* the client's own copies of the strings */

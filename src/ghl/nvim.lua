@@ -1,11 +1,15 @@
 -- ghl.nvim: ghl for Neovim (0.7 and later, LuaJIT).
 --
---   require("ghl.nvim").get_message(id, opts, function(message, errmsg, info)
+--   local ghl_nvim = require("ghl.nvim")
+--   ghl_nvim.get_message(id, opts, function(message, errmsg, info)
 --     ...  -- runs on the main loop: every Neovim API is allowed here
 --   end)
+--   local client = ghl_nvim.new(opts)
+--   client:list_messages(conversation_id, { limit = 20 }, nil, function(page, errmsg, info) end)
+--   client:each_message(conversation_id, nil, nil, on_item, on_done)
 --
--- get_message returns at once; the callback is called once, through
--- vim.schedule, with the same three values ghl.get_message returns. Misuse
+-- Every call returns at once; the callback is called once, through
+-- vim.schedule, with the three values the C module's method returns. Misuse
 -- (a bad id or option, a callback that is not a function) raises in the
 -- caller before anything is sent, as in the C module; everything else
 -- arrives through the callback.
@@ -22,9 +26,11 @@
 
 local M = {}
 
+local unpack_args = table.unpack or unpack -- luacheck: ignore (5.1, LuaJIT)
+
 local ENGINES_MAX = 16 -- option sets with a client of their own; idle ones past that are closed
 
-local engines = {}     -- looped client -> its engine
+local engines = {}     -- shared looped client -> its engine (ghl_nvim.get_message)
 local engine_count = 0
 local uses = 0
 
@@ -58,12 +64,13 @@ local function new_engine(client)
   return e
 end
 
-function Engine:add(id, opts, callback)
+-- Queues client method `method` with the n arguments in args.
+function Engine:add(method, args, n, callback)
   if self.stepping then
-    self.deferred[#self.deferred + 1] = { id, opts, callback }
+    self.deferred[#self.deferred + 1] = { method, args, n, callback }
     return
   end
-  local tag = self.client:_add("get_message", id, opts)
+  local tag = self.client:_add(method, unpack_args(args, 1, n))
   self.callbacks[tag] = callback
   self.waiting = self.waiting + 1
   self.timer:start(0, 0, self.on_ready) -- the transfer starts on the next loop turn
@@ -100,8 +107,8 @@ function Engine:step()
     self.deferred = {}
     for i = 1, #deferred do
       local d = deferred[i]
-      local added, why = pcall(self.add, self, d[1], d[2], d[3])
-      if not added then deliver(d[3], host_failure(why)) end
+      local added, why = pcall(self.add, self, d[1], d[2], d[3], d[4])
+      if not added then deliver(d[4], host_failure(why)) end
     end
   end
 end
@@ -142,17 +149,100 @@ local function engine_for(opts)
   return e
 end
 
+local function check_callback(name, f)
+  if type(f) ~= "function" then
+    error("ghl: bad argument '" .. name .. "' (a function expected, got " .. type(f) .. ")", 0)
+  end
+end
+
 -- ghl_nvim.get_message(id, opts, callback)
 function M.get_message(id, opts, callback)
   local ghl = require("ghl")
-  if type(callback) ~= "function" then
-    error("ghl: bad argument 'callback' (a function expected, got " .. type(callback) .. ")", 0)
-  end
+  check_callback("callback", callback)
   -- misuse raises here, with the C module's message, before anything is sent
   local ok, err = pcall(ghl.get_message_request, id, opts)
   if not ok then error(err, 0) end
   local e = engine_for(opts)
-  e:add(id, opts, callback)
+  e:add("get_message", { id, opts }, 2, callback)
+end
+
+---------------------------------------------------------------------------
+-- Clients: ghl_nvim.new(opts), with every method of a C client
+
+local Client = {}
+Client.__index = Client
+
+-- The client's methods that take their C method's arguments, then a callback.
+local METHODS = {
+  get_message = 2, get_email = 2, get_conversation = 2, list_messages = 3,
+  search_conversations = 2, send_message = 2, get_recording = 3, request = 4,
+}
+
+-- ghl_nvim.new([opts]): a client of its own (its connections, its fetches).
+function M.new(opts)
+  local client = require("ghl")._looped_client(opts, true)
+  return setmetatable({ engine = new_engine(client) }, Client)
+end
+
+-- client:<method>(args..., callback): the C method's arguments (nil where
+-- left out), and last the callback.
+for name, arity in pairs(METHODS) do
+  Client[name] = function(self, ...)
+    local n = select("#", ...)
+    local callback = select(n, ...)
+    check_callback("callback", callback)
+    local args = { ... }
+    args[n] = nil
+    if self.engine.closed then error("ghl: the client is closed", 0) end
+    if n - 1 > arity then error("ghl: " .. name .. " takes " .. arity .. " arguments and a callback", 0) end
+    -- misuse raises in the caller: the C side reads the arguments at once
+    self.engine:add(name, args, arity, callback)
+  end
+end
+
+-- Walks the pages of `page_method` (args before the query in `ids`),
+-- calling on_item(item, info) for each item; on_done(true, nil, info) at
+-- the end (also when on_item returned false, which stops the walk), or
+-- on_done(nil, errmsg, info) when a page failed.
+local function walk(self, iterator, page_method, ids, query, opts, on_item, on_done)
+  check_callback("on_item", on_item)
+  check_callback("on_done", on_done)
+  if self.engine.closed then error("ghl: the client is closed", 0) end
+  local own_query = {}
+  for k, v in pairs(query or {}) do own_query[k] = v end
+  local function fetch()
+    local args = { unpack_args(ids) }
+    args[#ids + 1], args[#ids + 2] = own_query, opts
+    self.engine:add(page_method, args, #ids + 2, function(page, errmsg, info)
+      if not page then return on_done(nil, errmsg, info) end
+      local items = page.messages or page.conversations
+      for i = 1, #items do
+        if on_item(items[i], info) == false then return on_done(true, nil, info) end
+      end
+      if require("ghl")._next_page(iterator, page, own_query) then
+        local ok, why = pcall(fetch)
+        if not ok then on_done(nil, host_failure(why)) end
+      else
+        on_done(true, nil, info)
+      end
+    end)
+  end
+  fetch() -- the first page: misuse raises here
+end
+
+-- client:each_message(conversation_id, query, opts, on_item, on_done)
+function Client:each_message(conversation_id, query, opts, on_item, on_done)
+  walk(self, "each_message", "list_messages", { conversation_id }, query, opts, on_item, on_done)
+end
+
+-- client:each_conversation(query, opts, on_item, on_done)
+function Client:each_conversation(query, opts, on_item, on_done)
+  walk(self, "each_conversation", "search_conversations", {}, query, opts, on_item, on_done)
+end
+
+-- client:close(): drops what is in flight (no callback is called for it).
+function Client:close()
+  if not self.engine.closed then self.engine:close() end
 end
 
 return M
