@@ -874,11 +874,12 @@ static void drop_closed_clients(lua_State *L, int idx) {
  * calls take only the per-call options. */
 static int ghl_looped_client(lua_State *L) {
     ghl_options o;
-    int cache;
+    int cache, own = lua_toboolean(L, 2);
+    lua_settop(L, 1); /* the option strings are anchored above it */
     ghl_options_defaults(&o);
     ghl_options_read(L, 1, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
     ghl_options_require_token(L, &o);
-    if (lua_toboolean(L, 2)) {
+    if (own) {
         new_looped_client(L, &o);
         ((ghl_client *)lua_touserdata(L, -1))->strict_calls = 1;
         return 1;
