@@ -963,6 +963,25 @@ describe("client:each_message", function()
     c:close()
   end)
 
+  it("leaves the client usable after an error raised in the loop body", function()
+    local c = client { retries = 0 }
+    local id = h.fresh_id("pages")
+    local ok, err = pcall(function()
+      for item in c:each_message(id, { limit = 2 }) do error("stop at " .. item.id, 0) end
+    end)
+    assert.is_false(ok)
+    assert.equal("stop at MsG0000000000000005", err)
+    assert.equal(1, #h.requests_for(id))
+    local conv, err2 = no_token(c:get_conversation(h.fresh_id("ok")))
+    assert.is_nil(err2)
+    assert.equal("CoV0000000000000conv", conv.id)
+    -- and a new iterator starts from the first page again
+    local steps = collect(c:each_message(id, { limit = 2 }))
+    assert.equal(5, #steps)
+    assert.equal(4, #h.requests_for(id))
+    c:close()
+  end)
+
   it("retries a page by the GET rule", function()
     local c = client { max_retry_delay = 0 }
     local id = h.fresh_id("flaky_503_1")
