@@ -127,8 +127,7 @@ Scenario table (id without nonce -> response)
 
   anything else          404 {"message":"No such scenario: <name>"}
 
-Every other path (the rest of the API, /spec/*) is served by api_server.py; the
-log line of every request carries "query", "body" and "json" (see there).
+Every other path (the rest of the API, /spec/*) is served by api_server.py.
 
 Proxy listener: reads one request (a GET with an absolute URL, or a CONNECT),
 logs {"event":"proxy","t","conn","method","target","user"} (user: the user
@@ -142,7 +141,10 @@ name of a Basic Proxy-Authorization, or null) and, by that user name:
 
 Log (--log): one JSON line per request, flushed before the answer is sent:
   {"seq","t","listener","conn","method","path","version","headers",
-   "id","scenario","attempt","rate_limit","inflight"}
+   "id","scenario","attempt","rate_limit","inflight","query","body","json"}
+query is the raw query string (undecoded, without the "?") or null; body the
+request body as text (read by Content-Length, or chunked) or null when it had
+none; json that body parsed as JSON, or null.
 rate_limit is what the answer carries ({max, remaining, interval_ms,
 daily_limit, daily_remaining} or null).  inflight counts the requests for
 the same scenario (nonce stripped) received and not yet being answered, this
