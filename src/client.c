@@ -434,6 +434,8 @@ static void read_request_args(lua_State *L, int idx, call *x) {
     }
     lua_getfield(L, idx, "json");
     if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "ghl: bad argument 'args.json' (table expected, got %s)", luaL_typename(L, -1));
         ghl_push_json(L, lua_gettop(L), "args.json");
         r->body = lua_tolstring(L, -1, &r->body_len);
     }

@@ -163,8 +163,15 @@ static int push_sorted_keys(lua_State *L, int idx, const char *what) {
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "ghl: bad %s key (a string expected, got %s)", what, luaL_typename(L, -1));
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            const char *type = luaL_typename(L, -1), *shown = type;
+            if (lua_type(L, -1) == LUA_TBOOLEAN) shown = lua_toboolean(L, -1) ? "true" : "false";
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                lua_pushvalue(L, -1);
+                shown = lua_tostring(L, -1); /* the copy becomes the text */
+            }
+            luaL_error(L, "ghl: bad %s key '%s' (a string expected, got %s)", what, shown, type);
+        }
         lua_pushvalue(L, -1);
         lua_rawseti(L, keys, ++n);
     }
