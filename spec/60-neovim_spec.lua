@@ -215,6 +215,98 @@ tests[#tests + 1] = { "per-call settings share the connection of their option se
   check(not ok and tostring(err):find("event loop", 1, true), tostring(err))
 end }
 
+-- Calls method on client with args and a callback, waits (bounded).
+local function call(client, method, ...)
+  local got
+  local args = { ... }
+  args[#args + 1] = function(result, err, info)
+    got = { result = result, err = err, info = info, fast = vim.in_fast_event() }
+  end
+  client[method](client, unpack(args))
+  check(vim.wait(10000, function() return got ~= nil end, 10), "no callback for " .. method)
+  return got
+end
+
+local function walk(client, method, ...)
+  local items, done = {}, nil
+  local n = select("#", ...)
+  local args = { ... }
+  args[n + 1] = function(item, info) items[#items + 1] = { item = item, trace = info.trace_id } end
+  args[n + 2] = function(ok, err, info) done = { ok = ok, err = err, info = info } end
+  client[method](client, unpack(args, 1, n + 2))
+  check(vim.wait(10000, function() return done ~= nil end, 10), "no on_done for " .. method)
+  return items, done
+end
+
+tests[#tests + 1] = { "a client has every method: each answers through its callback on the main loop", function()
+  local c = gn.new(opts)
+  local r = call(c, "get_conversation", fresh("ok"), nil)
+  check(r.err == nil and r.result.type == 1 and r.result.traceId == nil, tostring(r.err))
+  check(r.info.trace_id == "conv-trace-0001" and r.fast == false, "info")
+  r = call(c, "list_messages", fresh("pages"), { limit = 2 }, nil)
+  check(#r.result.messages == 2 and r.result.next_page == true, "page")
+  check(r.result.messages[1].type == "TYPE_SMS" or type(r.result.messages[1].type) == "string", "type rule")
+  r = call(c, "get_recording", fresh("ok"), "LoC1", nil)
+  check(r.info.content_type == "audio/x-wav" and #r.result == 556 and r.result:sub(1, 4) == "RIFF", "wav")
+  r = call(c, "request", "GET", "/spec/array", nil, nil)
+  check(r.result[1] == 1 and r.result[2] == ghl.null and r.result[3] == "two", "array")
+  r = call(c, "send_message", { type = "SMS", contactId = fresh("ok"), message = "hi" }, nil)
+  check(r.result.messageId == "MsG00000000000sent01" and r.info.trace_id == "send-ok", tostring(r.err))
+  r = call(c, "get_email", fresh("ok")) -- the callback right after the last given argument
+  check(r.err == nil and type(r.result.id) == "string", tostring(r.err))
+  c:close()
+end }
+
+tests[#tests + 1] = { "a send that failed once it was sent is not repeated", function()
+  local c = gn.new(opts)
+  local r = call(c, "send_message", { type = "SMS", contactId = fresh("flaky_503_1") }, { retries = 2 })
+  check(r.result == nil and r.info.status == 503 and r.info.attempts == 1, "attempts " .. tostring(r.info.attempts))
+  c:close()
+end }
+
+tests[#tests + 1] = { "each_message walks every page, one after the other, and ends once", function()
+  local c = gn.new(opts)
+  local items, done = walk(c, "each_message", fresh("pages"), { limit = 2 }, nil)
+  check(#items == 5, "items " .. #items)
+  check(items[1].trace == "list-pages-1" and items[3].trace == "list-pages-2" and items[5].trace == "list-pages-3",
+    "pages " .. tostring(items[5].trace))
+  check(done.ok == true and done.err == nil, tostring(done.err))
+  items, done = walk(c, "each_message", fresh("failpage"), nil, nil)
+  check(#items == 2 and done.ok == nil and done.info.status == 422, "failpage " .. tostring(done.err))
+  items, done = walk(c, "each_conversation", { locationId = fresh("pages"), limit = 2 }, nil)
+  check(#items == 5 and done.ok == true, "conversations " .. #items)
+  c:close()
+end }
+
+tests[#tests + 1] = { "on_item returning false stops the walk", function()
+  local c = gn.new(opts)
+  local id = fresh("pages")
+  local n, done = 0, nil
+  c:each_message(id, { limit = 2 }, nil, function() n = n + 1 return false end,
+    function(ok) done = ok end)
+  check(vim.wait(10000, function() return done ~= nil end, 10), "no on_done")
+  check(n == 1 and done == true, "n " .. n)
+  c:close()
+end }
+
+tests[#tests + 1] = { "client misuse raises at the call; close drops what is in flight", function()
+  local c = gn.new(opts)
+  local ok, err = pcall(c.get_conversation, c, "bad id", nil, function() end)
+  check(not ok and tostring(err):find("conversation_id", 1, true), tostring(err))
+  ok, err = pcall(c.get_conversation, c, "abc")
+  check(not ok and tostring(err):find("callback", 1, true), tostring(err))
+  ok, err = pcall(c.get_conversation, c, "abc", { token = "x" }, function() end)
+  check(not ok and tostring(err):find("token", 1, true), tostring(err))
+  local called = false
+  c:get_conversation(fresh("never_answer"), { timeout = 5 }, function() called = true end)
+  vim.wait(200)
+  c:close()
+  vim.wait(300)
+  check(not called, "a callback after close")
+  ok, err = pcall(c.get_conversation, c, "abc", nil, function() end)
+  check(not ok and tostring(err):find("closed", 1, true), tostring(err))
+end }
+
 -- Every check runs, each reported on its own line, so the spec can name
 -- the one that failed.
 local failed = 0
@@ -267,7 +359,7 @@ describe("ghl.nvim in Neovim", function()
   end)
 
   it("finds the checks in the script", function()
-    assert.equal(13, #CHECKS)
+    assert.equal(18, #CHECKS)
   end)
 
   local function starts(s, prefix) return s:sub(1, #prefix) == prefix end
