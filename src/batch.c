@@ -229,6 +229,7 @@ static ghl_job *start_transfers(ghl_batch *b, double now) {
         mcode = curl_multi_add_handle(b->multi, t->easy);
         if (mcode != CURLM_OK) return fail_job(b, job, "could not start the request: ", curl_multi_strerror(mcode));
         t->job = job;
+        job->token_gen = b->token_gen;
         job->state = JOB_RUNNING;
         b->running++;
     }
@@ -248,7 +249,14 @@ static int transfer_done(ghl_batch *b, ghl_transfer *t, CURLcode code, double no
         b->last_at = now;
         if (b->settings.paced) ghl_window_take(&b->window, &r->ratelimit, now, b->settings.max_retry_delay);
     }
-    if (job->attempts <= job_limits(b, job)->retries && ghl_retry_wanted(r, job->request.endpoint->repeat_safe)) {
+    if (b->settings.renew_on_401 && r->status == 401 && !job->token_renewed && !ghl_command_timed_out(r)) {
+        job->wants_token = 1;
+        job->state = JOB_DONE;
+        b->done++;
+        b->handed = t;
+        return 1;
+    }
+    if (job->attempts - job->token_renewed <= job_limits(b, job)->retries && ghl_retry_wanted(r, job->request.endpoint->repeat_safe)) {
         job->state = JOB_WAITING;
         job->due = now + ghl_retry_delay(r, job->attempts, b->settings.max_retry_delay, &b->rng);
         heap_push(b, (int)(job - b->jobs));
@@ -341,6 +349,22 @@ ghl_job *ghl_batch_next(ghl_batch *b, ghl_response **response) {
     return NULL;
 }
 
+void ghl_batch_repeat_now(ghl_batch *b, ghl_job *job) {
+    ghl_batch_release_handed(b);
+    job->wants_token = 0;
+    job->token_renewed = 1;
+    job->state = JOB_WAITING;
+    job->due = 0;
+    b->done--;
+    heap_push(b, (int)(job - b->jobs));
+}
+
+void ghl_batch_headers_changed(ghl_batch *b, unsigned long gen) {
+    int i;
+    b->token_gen = gen;
+    for (i = 0; i < b->pool_size; i++) b->pool[i]->plain_get = 0;
+}
+
 void ghl_batch_end(ghl_batch *b) {
     int i;
     for (i = 0; i < b->pool_size; i++) {
@@ -401,6 +425,17 @@ CURLcode ghl_batch_open_looped(ghl_batch *b, const ghl_run_settings *s) {
 
 int ghl_batch_fd(const ghl_batch *b) {
     return b->epoll_fd;
+}
+
+ghl_job *ghl_batch_take_unstarted(ghl_batch *b) {
+    ghl_job *job;
+    ghl_batch_release_handed(b);
+    while (b->next_fresh < b->count && b->jobs[b->next_fresh].state != JOB_QUEUED) b->next_fresh++;
+    if (b->next_fresh >= b->count) return NULL;
+    job = &b->jobs[b->next_fresh];
+    job->state = JOB_DONE;
+    b->done++;
+    return job;
 }
 
 void ghl_batch_release_handed(ghl_batch *b) {

@@ -19,6 +19,9 @@ typedef struct ghl_job {
     int attempts;
     double due;   /* waiting: when to try again */
     unsigned long tag; /* the caller's own mark */
+    unsigned long token_gen; /* which token its last attempt carried */
+    int wants_token;   /* finished with a 401 the caller may cure with a new token */
+    int token_renewed; /* has had its one repeat with a new token */
 } ghl_job;
 
 /* What a call may set for its own requests. */
@@ -32,6 +35,7 @@ typedef struct ghl_run_settings {
     ghl_limits limits; /* of every job, except in a looped run (ghl_batch_add) */
     double max_retry_delay;
     int paced; /* start nothing while the window says none remain */
+    int renew_on_401; /* a 401 (not "Command timed out") finishes a job with wants_token */
 } ghl_run_settings;
 
 /* A looped run's own copy of what a job was added with (same index): the
@@ -62,6 +66,7 @@ typedef struct ghl_batch {
     int fatal;            /* CURLMcode that ended the run, 0: none */
     ghl_response fatal_response;
     ghl_buffer url;       /* the URL of the transfer being set up */
+    unsigned long token_gen; /* the token the headers now carry */
     /* looped: driven by the host's event loop (ghl_batch_open_looped) */
     int looped;
     int epoll_fd;          /* the sockets libcurl waits on; the host watches this one */
@@ -82,6 +87,15 @@ CURLcode ghl_batch_start(ghl_batch *b, ghl_job *jobs, int *heap, int count, cons
 /* Drives the transfers until a job is finished for good, and returns it with
  * its last response (valid until the next call), or NULL when all are done. */
 ghl_job *ghl_batch_next(ghl_batch *b, ghl_response **response);
+
+/* The job ghl_batch_next just handed out with wants_token goes again, at
+ * once, with the token the headers now carry; the repeat does not count
+ * against the retries. */
+void ghl_batch_repeat_now(ghl_batch *b, ghl_job *job);
+
+/* The common header list changed (a new token, generation gen): transfers
+ * set it again before their next request. */
+void ghl_batch_headers_changed(ghl_batch *b, unsigned long gen);
 
 /* Ends the run (also one cut short by a Lua error): every transfer is taken
  * off the multi handle. Idempotent. */
@@ -111,6 +125,10 @@ int ghl_batch_fd(const ghl_batch *b);
 /* How soon to call ghl_batch_next again at the latest, in ms; -1: no job
  * is left, nothing to do until one is added. */
 long ghl_batch_wait_ms(const ghl_batch *b);
+
+/* Finishes the next job that has not started (no response: the caller
+ * says why it fails), or returns NULL when there is none. */
+ghl_job *ghl_batch_take_unstarted(ghl_batch *b);
 
 /* The job handed out last is read (or lost to an error): its slot may go. */
 void ghl_batch_release_handed(ghl_batch *b);

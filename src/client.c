@@ -21,6 +21,10 @@ enum { UP_METATABLE = 1, UP_RUN_ONE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT 
 
 /* ---- life cycle ---- */
 
+static void free_retired_headers(ghl_client *c) {
+    while (c->retired_count > 0) curl_slist_free_all(c->retired[--c->retired_count]);
+}
+
 /* Frees every resource; safe on a client that was only partly built. */
 static void release(ghl_client *c) {
     if (c->closed) return;
@@ -29,6 +33,7 @@ static void release(ghl_client *c) {
     /* in a forked child the sockets are the parent's too: let them go unused */
     if (c->pid != getpid()) ghl_sockets_orphan(&c->sockets);
     ghl_batch_free(&c->batch);
+    free_retired_headers(c);
     ghl_sockets_free(&c->sockets);
     curl_slist_free_all(c->transport.headers);
     c->transport.headers = NULL;
@@ -50,9 +55,17 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     luaL_setmetatable(L, GHL_CLIENT_MT);
     c->closed = 0;
     c->options = *o;
+    c->options.token_fn = 0; /* a stack index of the caller's */
+    if (o->token_fn) { /* the provider lives in the user value */
+        c->has_provider = 1;
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, o->token_fn);
+        lua_setfield(L, -2, "token");
+        ghl_setuservalue(L, -2);
+    }
     if (ghl_options_own(&c->options) != 0 ||
         ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
-        (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL) {
+        (c->options.token != NULL && (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL)) {
         release(c);
         luaL_error(L, "ghl: out of memory");
     }
@@ -69,6 +82,141 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     ghl_batch_init(&c->batch, &c->transport, (unsigned long)time(NULL) ^ (unsigned long)(size_t)c);
     c->pid = getpid();
     return c;
+}
+
+/* ---- tokens from a provider function ----
+ * The provider is called in the caller's state, inside the call, with the
+ * client busy: lazily for the first token, and after a 401 with the token
+ * that failed. A call of the same client from the provider raises busy,
+ * which is a provider failure like any other. */
+
+enum { TOKEN_NEW, TOKEN_SAME, TOKEN_FAILED };
+
+/* Makes tok (checked) the client's token: a new common header list (the
+ * old one stays until no transfer can use it), secrets for old and new. */
+static void install_token(lua_State *L, ghl_client *c, const char *tok, size_t n) {
+    char *copy = malloc(n + 1), *old = (char *)c->options.token;
+    struct curl_slist *list;
+    if (copy == NULL) luaL_error(L, "ghl: out of memory");
+    memcpy(copy, tok, n + 1);
+    c->options.token = copy;
+    list = ghl_header_list(&c->options, NULL);
+    if (list == NULL) {
+        c->options.token = old;
+        free(copy);
+        luaL_error(L, "ghl: out of memory");
+    }
+    if (c->transport.headers != NULL) {
+        if (c->retired_count == (int)(sizeof c->retired / sizeof c->retired[0])) {
+            curl_slist_free_all(c->retired[0]); /* eight tokens ago: no transfer has it */
+            memmove(c->retired, c->retired + 1, sizeof c->retired - sizeof c->retired[0]);
+            c->retired_count--;
+        }
+        c->retired[c->retired_count++] = c->transport.headers;
+    }
+    c->transport.headers = list;
+    ghl_secrets_free(&c->secrets);
+    if (ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
+        (old != NULL && ghl_secrets_add(&c->secrets, old, strlen(old)) != 0)) {
+        if (old != NULL) memset(old, 0, strlen(old)), free(old);
+        luaL_error(L, "ghl: out of memory");
+    }
+    if (old != NULL) memset(old, 0, strlen(old)), free(old);
+    c->token_gen++;
+    ghl_batch_headers_changed(&c->batch, c->token_gen);
+}
+
+/* Pushes "ghl: token provider failed: <why>" with the secrets cut out. */
+static void push_provider_error(lua_State *L, ghl_client *c, const char *why, size_t n) {
+    ghl_buffer b = {NULL, 0, 0};
+    if (ghl_buffer_append(&b, why, n) != 0 || ghl_redact_buffer(&b, &c->secrets) != 0) {
+        ghl_buffer_free(&b);
+        luaL_error(L, "ghl: out of memory");
+    }
+    lua_pushliteral(L, "ghl: token provider failed: ");
+    lua_pushlstring(L, b.len ? b.data : "", b.len);
+    ghl_buffer_free(&b);
+    lua_concat(L, 2);
+}
+
+/* Calls the provider of the client at cidx, with the token that failed (or
+ * none for the first). TOKEN_NEW: a new valid token is installed;
+ * TOKEN_SAME: it gave nil or the same token (only after a failure);
+ * TOKEN_FAILED: it raised or gave something else, and the errmsg is pushed. */
+static int ask_provider(lua_State *L, ghl_client *c, int cidx, int after_failure) {
+    size_t n, i;
+    const char *tok;
+    int status;
+    ghl_getuservalue(L, cidx);
+    lua_getfield(L, -1, "token");
+    lua_remove(L, -2);
+    if (after_failure) lua_pushstring(L, c->options.token);
+    status = lua_pcall(L, after_failure ? 1 : 0, 1, 0);
+    if (status != 0) {
+        const char *why = lua_tolstring(L, -1, &n);
+        if (why == NULL) why = "(an error that is not a string)", n = strlen(why);
+        push_provider_error(L, c, why, n);
+        lua_remove(L, -2);
+        return TOKEN_FAILED;
+    }
+    if (lua_isnil(L, -1) && after_failure) {
+        lua_pop(L, 1);
+        return TOKEN_SAME;
+    }
+    tok = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    for (i = 0; tok != NULL && i < n; i++)
+        if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] == 0x7f) tok = NULL;
+    if (tok == NULL || n == 0) {
+        const char *what = lua_type(L, -1) == LUA_TSTRING ? "an empty string or one with spaces or control characters"
+                                                          : luaL_typename(L, -1);
+        lua_pop(L, 1);
+        lua_pushfstring(L, "ghl: token provider failed: it returned %s, not a token", what);
+        return TOKEN_FAILED;
+    }
+    if (after_failure && c->options.token != NULL && strcmp(tok, c->options.token) == 0) {
+        lua_pop(L, 1);
+        return TOKEN_SAME;
+    }
+    install_token(L, c, tok, n);
+    lua_pop(L, 1);
+    return TOKEN_NEW;
+}
+
+/* Pushes nil, errmsg (on top), {kind = "token"}: errmsg is replaced. */
+static void push_token_failure(lua_State *L, int attempts) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "token");
+    lua_setfield(L, -2, "kind");
+    if (attempts > 0) {
+        lua_pushinteger(L, attempts);
+        lua_setfield(L, -2, "attempts");
+    }
+}
+
+/* The first token, if the client has none yet. Returns 1, or 0 with the
+ * errmsg pushed. */
+static int have_token(lua_State *L, ghl_client *c, int cidx) {
+    if (!c->has_provider || c->options.token != NULL) return 1;
+    return ask_provider(L, c, cidx, 0) == TOKEN_NEW;
+}
+
+/* A job came back with a 401 a new token may cure: asks the provider once
+ * per token (a job whose token was already replaced just goes again).
+ * Returns 1 when the job went again; 0 when it is finished as it is (the
+ * 401), or, with the errmsg pushed and *failed set, with kind token. */
+static int renew_token_for(lua_State *L, ghl_client *c, int cidx, ghl_job *job, int *failed) {
+    int got = TOKEN_NEW;
+    *failed = 0;
+    if (job->token_gen == c->token_gen) got = ask_provider(L, c, cidx, 1);
+    if (got == TOKEN_NEW) {
+        ghl_batch_repeat_now(&c->batch, job);
+        return 1;
+    }
+    job->wants_token = 0;
+    *failed = got == TOKEN_FAILED;
+    return 0;
 }
 
 /* The open client at idx. Methods carry the metatable as upvalue 1, which
@@ -139,11 +287,18 @@ static void push_result(lua_State *L, ghl_client *c, const ghl_job *job, ghl_res
 static int run_one(lua_State *L) {
     call *x = lua_touserdata(L, 1);
     ghl_response *r = NULL;
-    int heap;
+    int heap, failed = 0;
     ghl_job *job;
+    if (!have_token(L, x->c, 2)) {
+        push_token_failure(L, 0);
+        return 3;
+    }
+    x->settings.renew_on_401 = x->c->has_provider;
     start_batch(L, x->c, &x->job, &heap, 1, &x->settings);
-    job = ghl_batch_next(&x->c->batch, &r);
-    push_result(L, x->c, job, r);
+    while ((job = ghl_batch_next(&x->c->batch, &r)) != NULL)
+        if (!job->wants_token || !renew_token_for(L, x->c, 2, job, &failed)) break;
+    if (failed) push_token_failure(L, job->attempts);
+    else push_result(L, x->c, job, r);
     return 3;
 }
 
@@ -154,7 +309,7 @@ static int run_get_messages(lua_State *L) {
     ghl_job *jobs, *job;
     int *heap;
     ghl_response *r;
-    const int ids = 2;
+    const int ids = 3;
     size_t n = lua_rawlen(L, ids);
     /* our own table of the ids, so that no Lua code can take a string away mid-call */
     lua_createtable(L, 0, (int)n);
@@ -185,10 +340,32 @@ static int run_get_messages(lua_State *L) {
     lua_newtable(L);
     failures = lua_gettop(L);
     if (count == 0) return 2;
+    if (!have_token(L, c, 2)) { /* every id fails with the provider's error */
+        int errmsg = lua_gettop(L);
+        for (i = 0; i < count; i++) {
+            lua_pushlstring(L, jobs[i].request.args[0], jobs[i].request.arg_len[0]);
+            lua_pushvalue(L, errmsg);
+            push_token_failure(L, 0);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "errmsg");
+            lua_remove(L, -2);
+            lua_rawset(L, failures);
+        }
+        lua_pop(L, 1);
+        return 2;
+    }
+    x->settings.renew_on_401 = c->has_provider;
     start_batch(L, c, jobs, heap, count, &x->settings);
     while ((job = ghl_batch_next(&c->batch, &r)) != NULL) {
+        int failed = 0;
+        if (job->wants_token && renew_token_for(L, c, 2, job, &failed)) continue;
         lua_pushlstring(L, job->request.args[0], job->request.arg_len[0]);
-        push_result(L, c, job, r);
+        if (failed) {
+            lua_insert(L, -2); /* id, errmsg */
+            push_token_failure(L, job->attempts);
+        } else {
+            push_result(L, c, job, r);
+        }
         if (!lua_isnil(L, -3)) { /* id, message, nil, info */
             lua_pop(L, 2);
             lua_rawset(L, messages);
@@ -209,7 +386,7 @@ static int run_get_messages(lua_State *L) {
  * The pushes before it allocate nothing (the bodies are made once), so no
  * Lua code can run between the checks and lua_pcall, and nothing can raise
  * once the client is marked. Returns the number of results. */
-static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
+static int call_busy(lua_State *L, ghl_client *c, int cidx, int fn, call *x) {
     int status, base = lua_gettop(L);
     pid_t pid = getpid();
     if (c->busy) luaL_error(L, "ghl: the client is busy");
@@ -225,11 +402,17 @@ static int call_busy(lua_State *L, ghl_client *c, int fn, call *x) {
     x->c = c;
     lua_pushvalue(L, lua_upvalueindex(fn));
     lua_pushlightuserdata(L, x);
+    lua_pushvalue(L, cidx); /* the body's second argument: the client (its token provider) */
     if (x->pass) lua_pushvalue(L, x->pass);
     c->busy = 1;
-    status = lua_pcall(L, x->pass ? 2 : 1, LUA_MULTRET, 0);
-    if (c->looped) ghl_batch_release_handed(&c->batch);
-    else ghl_batch_end(&c->batch);
+    status = lua_pcall(L, x->pass ? 3 : 2, LUA_MULTRET, 0);
+    if (c->looped) {
+        ghl_batch_release_handed(&c->batch);
+        if (ghl_batch_wait_ms(&c->batch) < 0) free_retired_headers(c); /* nothing in flight */
+    } else {
+        ghl_batch_end(&c->batch);
+        free_retired_headers(c);
+    }
     c->busy = 0;
     if (c->close_pending) release(c);
     if (status != 0) lua_error(L);
@@ -252,7 +435,7 @@ static int client_get_message(lua_State *L) {
     x.job.request.args[0] = ghl_check_id(L, 2, &x.job.request.arg_len[0]);
     read_call_options(L, c, 3, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
-    return call_busy(L, c, UP_RUN_ONE, &x);
+    return call_busy(L, c, 1, UP_RUN_ONE, &x);
 }
 
 /* client:get_messages(ids [, opts]) */
@@ -273,7 +456,7 @@ static int client_get_messages(lua_State *L) {
     memset(&x, 0, sizeof x);
     fill_settings(&x.settings, &o, o.concurrency, 1);
     x.pass = 2; /* the ids */
-    return call_busy(L, c, UP_RUN_GET_MESSAGES, &x);
+    return call_busy(L, c, 1, UP_RUN_GET_MESSAGES, &x);
 }
 
 /* ---- the endpoint rows: every method that is nothing but its row ---- */
@@ -358,7 +541,7 @@ static int client_call_row(lua_State *L) {
     opts = read_row_arguments(L, e, 2, &x);
     read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
-    return call_busy(L, c, UP_RUN_ONE, &x);
+    return call_busy(L, c, 1, UP_RUN_ONE, &x);
 }
 
 /* ---- client:request(method, path [, args [, opts]]) ---- */
@@ -490,7 +673,7 @@ static int client_request(lua_State *L) {
     opts = parse_request(L, 2, &x);
     read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
-    return call_busy(L, c, UP_RUN_ONE, &x);
+    return call_busy(L, c, 1, UP_RUN_ONE, &x);
 }
 
 /* The row of the method called name, or NULL. */
@@ -828,7 +1011,7 @@ static int ghl_get_message(lua_State *L) {
         c = new_client(L, &o);
         temporary = 1;
     }
-    n = call_busy(L, c, UP_RUN_ONE, &x);
+    n = call_busy(L, c, lua_gettop(L), UP_RUN_ONE, &x);
     if (temporary) release(c);
     return n;
 }
@@ -848,6 +1031,7 @@ static void new_looped_client(lua_State *L, const ghl_options *o) {
     CURLcode code;
     ghl_client *c = new_client(L, o);
     fill_settings(&s, o, o->concurrency, 0);
+    s.renew_on_401 = c->has_provider;
     c->looped = 1;
     code = ghl_batch_open_looped(&c->batch, &s);
     if (code != CURLE_OK) {
@@ -948,15 +1132,40 @@ static int run_step(lua_State *L) {
     long ms;
     int n = 0;
     lua_newtable(L);
+    if (!have_token(L, c, 2)) { /* what waits for the first token fails with the provider's error */
+        int errmsg = lua_gettop(L);
+        while ((job = ghl_batch_take_unstarted(&c->batch)) != NULL) {
+            lua_createtable(L, 4, 0);
+            lua_pushinteger(L, (lua_Integer)job->tag);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, errmsg);
+            push_token_failure(L, 0);
+            lua_rawseti(L, -4, 4);
+            lua_rawseti(L, -3, 3);
+            lua_pop(L, 1);
+            lua_rawseti(L, errmsg - 1, ++n);
+        }
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return 2;
+    }
     while ((job = ghl_batch_next(&c->batch, &r)) != NULL) {
+        int failed = 0;
+        if (job->wants_token && renew_token_for(L, c, 2, job, &failed)) continue;
         c->shaping = job->tag;
-        lua_createtable(L, 4, 0);
+        lua_createtable(L, 4, 0); /* above the errmsg, if it failed */
         lua_pushinteger(L, (lua_Integer)job->tag);
         lua_rawseti(L, -2, 1);
-        push_result(L, c, job, r);
+        if (failed) {
+            lua_pushvalue(L, -2);
+            push_token_failure(L, job->attempts);
+        } else {
+            push_result(L, c, job, r);
+        }
         lua_rawseti(L, -4, 4);
         lua_rawseti(L, -3, 3);
         lua_rawseti(L, -2, 2);
+        if (failed) lua_remove(L, -2);
         lua_rawseti(L, -2, ++n);
         c->shaping = 0;
     }
@@ -972,7 +1181,7 @@ static int client_step(lua_State *L) {
     call x;
     memset(&x, 0, sizeof x);
     x.looped = 1;
-    return call_busy(L, c, UP_RUN_STEP, &x);
+    return call_busy(L, c, 1, UP_RUN_STEP, &x);
 }
 
 /* client:_fd() */
@@ -990,6 +1199,56 @@ static int client_interrupted(lua_State *L) {
     return 1;
 }
 
+/* ghl.oauth_token(form [, opts]): POST /oauth/token, form-encoded, with a
+ * client of its own for the one call. */
+static const char *const oauth_options[] = {"base_url", "timeout", "connect_timeout", "retries",
+                                            "max_retry_delay", "ssl_verify", "cainfo", "proxy",
+                                            "user_agent", NULL};
+static const char *const oauth_secrets[] = {"client_secret", "refresh_token", "code", "access_token", NULL};
+
+static int ghl_oauth_token(lua_State *L) {
+    ghl_options o;
+    ghl_client *c;
+    call x;
+    int i, n;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 2) != 0) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+            lua_pop(L, 1);
+            for (i = 0; oauth_options[i] != NULL && strcmp(oauth_options[i], k) != 0; i++) {}
+            if (oauth_options[i] == NULL)
+                luaL_error(L, "ghl: option '%s' cannot be given to oauth_token", lua_type(L, -1) == LUA_TSTRING ? k : "?");
+        }
+    }
+    ghl_options_defaults(&o);
+    ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
+    memset(&x, 0, sizeof x);
+    x.job.request.endpoint = &ghl_oauth_token_endpoint;
+    ghl_push_query(L, 1, "form");
+    x.job.request.body = lua_tolstring(L, -1, &x.job.request.body_len);
+    x.job.request.body_type = "application/x-www-form-urlencoded";
+    fill_settings(&x.settings, &o, 1, 0);
+    c = new_client(L, &o);
+    for (i = 0; oauth_secrets[i] != NULL; i++) { /* what must never come back in an error */
+        size_t len;
+        const char *v;
+        lua_getfield(L, 1, oauth_secrets[i]);
+        v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (v != NULL && ghl_secrets_add(&c->secrets, v, len) != 0) {
+            release(c);
+            luaL_error(L, "ghl: out of memory");
+        }
+        lua_pop(L, 1);
+    }
+    n = call_busy(L, c, lua_gettop(L), UP_RUN_ONE, &x);
+    release(c);
+    return n;
+}
+
 /* ghl.get_message_request(id [, opts]): what ghl.get_message would send. */
 static int ghl_get_message_request(lua_State *L) {
     ghl_options o;
@@ -1001,6 +1260,15 @@ static int ghl_get_message_request(lua_State *L) {
     r.endpoint = &ghl_get_message_endpoint;
     r.args[0] = ghl_check_id(L, 1, &r.arg_len[0]);
     read_module_options(L, 2, &o);
+    if (o.token_fn) { /* what the first request would carry */
+        size_t n, i;
+        lua_pushvalue(L, o.token_fn);
+        lua_call(L, 0, 1);
+        o.token = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+        for (i = 0; o.token != NULL && i < n; i++)
+            if ((unsigned char)o.token[i] <= 0x20 || (unsigned char)o.token[i] == 0x7f) o.token = NULL;
+        if (o.token == NULL || n == 0) luaL_error(L, "ghl: option 'token': its function returned no valid token");
+    }
     lua_createtable(L, 0, 3);
     lua_pushstring(L, r.endpoint->method);
     lua_setfield(L, -2, "method");
@@ -1048,6 +1316,7 @@ void ghl_client_open(lua_State *L) {
         {"new", ghl_new},
         {"get_message", ghl_get_message},
         {"get_message_request", ghl_get_message_request},
+        {"oauth_token", ghl_oauth_token},
         {"_looped_client", ghl_looped_client},
         {"_next_page", ghl_next_page},
         {NULL, NULL},

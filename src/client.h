@@ -24,6 +24,10 @@ typedef struct ghl_client {
     lua_Integer used;   /* a cached default client: when it last served a call */
     int looped;         /* driven by the host's event loop: only the _add/_step calls */
     int strict_calls;   /* looped, the caller's own: a call's options are the per-call ones */
+    int has_provider;   /* the token comes from a function, kept in the user value */
+    unsigned long token_gen;       /* bumped at each token the provider gives */
+    struct curl_slist *retired[8]; /* header lists replaced while transfers may still use them */
+    int retired_count;
     unsigned long tags; /* looped: the last tag handed out */
     unsigned long shaping; /* looped: the tag whose result was being made, 0: none */
     ghl_options options; /* the client's own copies of the strings */

@@ -119,13 +119,21 @@ static void read_one(lua_State *L, const opt_row *r, ghl_options *o) {
     case K_BASE_URL: {
         size_t n;
         const char *v;
+        if (t == LUA_TFUNCTION && strcmp(r->name, "token") == 0) { /* a token provider */
+            o->token = NULL;
+            o->token_fn = lua_gettop(L); /* where it stays, below the key */
+            o->token_fn_id = lua_topointer(L, -1);
+            return;
+        }
         if (t != LUA_TSTRING)
-            luaL_error(L, "ghl: option '%s' must be a string (got %s)", r->name, luaL_typename(L, -1));
+            luaL_error(L, "ghl: option '%s' must be a string%s (got %s)", r->name,
+                       strcmp(r->name, "token") == 0 ? " or a function" : "", luaL_typename(L, -1));
         v = lua_tolstring(L, -1, &n);
         /* no value goes into a message: it may be a secret */
         if (has_control_chars(v, n))
             luaL_error(L, "ghl: option '%s' must not contain control characters", r->name);
         if (r->kind == K_BASE_URL) o->base_url_len = check_base_url(L, v, n);
+        if (strcmp(r->name, "token") == 0) o->token_fn = 0, o->token_fn_id = NULL;
         *FIELD(o, r, const char *) = v;
         return;
     }
@@ -191,6 +199,7 @@ void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
              * and a finalizer could take it out of the caller's table */
             luaL_checkstack(L, 3, "ghl: too many options");
             lua_insert(L, -2);
+            if (o->token_fn == lua_gettop(L)) o->token_fn--; /* the provider moved down too */
         } else {
             lua_pop(L, 1);
         }
@@ -200,6 +209,7 @@ void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
 void ghl_options_require_token(lua_State *L, ghl_options *o) {
     const char *tok = o->token;
     size_t n;
+    if (o->token_fn) return; /* asked for when first needed */
     if (tok == NULL || tok[0] == '\0') tok = getenv("GHL_TOKEN");
     if (tok == NULL || tok[0] == '\0') luaL_error(L, "ghl: option 'token' is required (or set GHL_TOKEN)");
     for (n = 0; tok[n] != '\0'; n++)
@@ -217,8 +227,11 @@ void ghl_options_push_key(lua_State *L, const ghl_options *o) {
         if (r->scope != GHL_SCOPE_CLIENT) continue;
         if (is_string_kind(r->kind)) {
             const char *s = *FIELD(o, r, const char *);
-            /* each string ends in a NUL; an absent one is a lone \1 */
-            if (s == NULL) luaL_addchar(&b, '\1');
+            /* each string ends in a NUL; an absent one is a lone \1; a provider \2 and its identity */
+            if (s == NULL && strcmp(r->name, "token") == 0 && o->token_fn_id != NULL) {
+                luaL_addchar(&b, '\2');
+                luaL_addlstring(&b, (const char *)&o->token_fn_id, sizeof o->token_fn_id);
+            } else if (s == NULL) luaL_addchar(&b, '\1');
             else luaL_addlstring(&b, s, r->kind == K_BASE_URL ? o->base_url_len : strlen(s));
             luaL_addchar(&b, '\0');
         } else if (r->kind == K_SIZE) {

@@ -59,6 +59,8 @@ typedef struct ghl_options {
     GHL_OPTION_LIST(GHL_OPTION_FIELD)
 #undef GHL_OPTION_FIELD
     size_t base_url_len; /* without a trailing '/' */
+    int token_fn;        /* token is a function: the stack index where it was left, else 0 */
+    const void *token_fn_id; /* its identity, for the cache key */
 } ghl_options;
 
 /* Fills o with the defaults of the contract. */

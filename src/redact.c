@@ -108,6 +108,10 @@ int ghl_secrets_init(ghl_secrets *s, const char *token, const char *proxy) {
     return 0;
 }
 
+int ghl_secrets_add(ghl_secrets *s, const char *text, size_t n) {
+    return add_with_forms(s, text, n, 1);
+}
+
 void ghl_secrets_free(ghl_secrets *s) {
     int i;
     for (i = 0; i < s->count; i++) {

@@ -25,6 +25,9 @@ typedef struct ghl_secrets {
  * s. Returns 0, or -1 when memory runs out. */
 int ghl_secrets_init(ghl_secrets *s, const char *token, const char *proxy);
 
+/* Adds one more secret (with its forms), copied. Returns 0, or -1. */
+int ghl_secrets_add(ghl_secrets *s, const char *text, size_t n);
+
 void ghl_secrets_free(ghl_secrets *s);
 
 /* The first secret in [p, end), or NULL; *which tells which one. */

@@ -2,22 +2,33 @@
 
 #include <string.h>
 
+#define GET_JSON .method = "GET", .repeat_safe = 1, .accept_json = 1
+
 const ghl_endpoint ghl_get_message_endpoint = {
-    "get_message", "GET", "/conversations/messages/{}", {"id", NULL}, 1, GHL_UNWRAP_MESSAGE, 0, NULL, 1,
+    .name = "get_message", GET_JSON, .path = "/conversations/messages/{}", .id_names = {"id"},
+    .unwrap = GHL_UNWRAP_MESSAGE,
+};
+
+const ghl_endpoint ghl_oauth_token_endpoint = {
+    .name = "oauth_token", .method = "POST", .path = "/oauth/token", .unwrap = GHL_UNWRAP_OBJECT,
+    .takes = GHL_TAKES_BODY, .accept_json = 1, .no_auth = 1, .private_body = 1,
 };
 
 const ghl_endpoint ghl_endpoints[] = {
-    {"get_email", "GET", "/conversations/messages/email/{}", {"email_id", NULL}, 1, GHL_UNWRAP_EMAIL, 0, NULL, 1},
-    {"get_conversation", "GET", "/conversations/{}", {"conversation_id", NULL}, 1, GHL_UNWRAP_OBJECT, 0, NULL, 1},
-    {"list_messages", "GET", "/conversations/{}/messages", {"conversation_id", NULL}, 1, GHL_UNWRAP_MESSAGE_PAGE, GHL_TAKES_QUERY, NULL, 1},
-    {"search_conversations", "GET", "/conversations/search", {NULL, NULL}, 1, GHL_UNWRAP_SEARCH_PAGE, GHL_TAKES_QUERY,
-     "locationId ", 1},
-    {"send_message", "POST", "/conversations/messages", {NULL, NULL}, 0, GHL_UNWRAP_OBJECT, GHL_TAKES_BODY,
-     "type contactId ", 1},
-    {"get_recording", "GET", "/conversations/messages/{}/locations/{}/recording",
-     {"message_id", "location_id"}, 1, GHL_UNWRAP_BYTES, 0,
-     NULL, 0},
-    {NULL, NULL, NULL, {NULL, NULL}, 0, GHL_UNWRAP_ANY, 0, NULL, 0},
+    {.name = "get_email", GET_JSON, .path = "/conversations/messages/email/{}", .id_names = {"email_id"},
+     .unwrap = GHL_UNWRAP_EMAIL},
+    {.name = "get_conversation", GET_JSON, .path = "/conversations/{}", .id_names = {"conversation_id"},
+     .unwrap = GHL_UNWRAP_OBJECT},
+    {.name = "list_messages", GET_JSON, .path = "/conversations/{}/messages", .id_names = {"conversation_id"},
+     .unwrap = GHL_UNWRAP_MESSAGE_PAGE, .takes = GHL_TAKES_QUERY},
+    {.name = "search_conversations", GET_JSON, .path = "/conversations/search",
+     .unwrap = GHL_UNWRAP_SEARCH_PAGE, .takes = GHL_TAKES_QUERY, .required = "locationId "},
+    {.name = "send_message", .method = "POST", .path = "/conversations/messages", .repeat_safe = 0,
+     .accept_json = 1, .unwrap = GHL_UNWRAP_OBJECT, .takes = GHL_TAKES_BODY, .required = "type contactId "},
+    {.name = "get_recording", .method = "GET", .repeat_safe = 1, .accept_json = 0,
+     .path = "/conversations/messages/{}/locations/{}/recording", .id_names = {"message_id", "location_id"},
+     .unwrap = GHL_UNWRAP_BYTES},
+    {.name = NULL},
 };
 
 /* Calls piece(bytes, n, ctx) for each piece of the path in order. */
@@ -86,7 +97,8 @@ int ghl_request_url(const ghl_request *r, const char *base, size_t base_len, ghl
 
 int ghl_request_headers(const ghl_options *o, const ghl_request *r, ghl_header *out) {
     int n = 0;
-    out[n].name = "Authorization", out[n].prefix = "Bearer ", out[n++].value = o->token;
+    if (r == NULL || !r->endpoint->no_auth)
+        out[n].name = "Authorization", out[n].prefix = "Bearer ", out[n++].value = o->token;
     out[n].name = "Version", out[n].prefix = "";
     out[n++].value = r != NULL && r->version != NULL ? r->version : o->version;
     if (r == NULL || r->endpoint->accept_json)
@@ -94,10 +106,11 @@ int ghl_request_headers(const ghl_options *o, const ghl_request *r, ghl_header *
     out[n].name = "User-Agent", out[n].prefix = "", out[n++].value = o->user_agent;
     out[n].name = "Accept-Encoding", out[n].prefix = "", out[n++].value = GHL_ACCEPT_ENCODING;
     if (r != NULL && r->body != NULL)
-        out[n].name = "Content-Type", out[n].prefix = "", out[n++].value = "application/json";
+        out[n].name = "Content-Type", out[n].prefix = "",
+        out[n++].value = r->body_type != NULL ? r->body_type : "application/json";
     return n;
 }
 
 int ghl_request_has_common_headers(const ghl_request *r) {
-    return r->version == NULL && r->body == NULL && r->endpoint->accept_json;
+    return r->version == NULL && r->body == NULL && r->endpoint->accept_json && !r->endpoint->no_auth;
 }

@@ -42,9 +42,15 @@ typedef struct ghl_endpoint {
     int takes;            /* GHL_TAKES_* */
     const char *required; /* keys the query or body must hold, each followed by a space */
     int accept_json;      /* sends Accept: application/json */
+    int no_auth;          /* sends no Authorization (the token endpoint itself) */
+    int private_body;     /* its bodies may hold secrets: info.body is never given */
 } ghl_endpoint;
 
 extern const ghl_endpoint ghl_get_message_endpoint;
+
+/* POST /oauth/token (ghl.oauth_token): a form, no token, never repeated
+ * once it may have arrived, no info.body. */
+extern const ghl_endpoint ghl_oauth_token_endpoint;
 
 /* The client methods that are nothing but their row, ended by a NULL name. */
 extern const ghl_endpoint ghl_endpoints[];
@@ -57,8 +63,9 @@ typedef struct ghl_request {
     size_t path_len;
     const char *query;   /* encoded, without '?'; NULL: none */
     size_t query_len;
-    const char *body;    /* JSON; NULL: none */
+    const char *body;    /* NULL: none */
     size_t body_len;
+    const char *body_type; /* its Content-Type; NULL: application/json */
     const char *version; /* this request's Version header; NULL: the client's */
     long page_size;      /* a search page: the limit asked for */
 } ghl_request;

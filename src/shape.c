@@ -236,6 +236,14 @@ static void push_one_line(lua_State *L, const char *s, size_t n) {
 static int push_api_message(lua_State *L, int t) {
     int pushed = 0;
     lua_getfield(L, t, "message");
+    if (lua_isnil(L, -1)) { /* an OAuth error: {"error": ..., "error_description": ...} */
+        lua_pop(L, 1);
+        lua_getfield(L, t, "error_description");
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_getfield(L, t, "error");
+        }
+    }
     if (lua_type(L, -1) == LUA_TSTRING) {
         pushed = 1;
     } else if (lua_type(L, -1) == LUA_TTABLE) {
@@ -347,7 +355,7 @@ static void push_failure(lua_State *L, const ghl_shape *s, int info, const char 
     }
     lua_pushstring(L, kind);
     lua_setfield(L, info, "kind");
-    if (r->body.len > 0) {
+    if (r->body.len > 0 && !(s->request != NULL && s->request->endpoint->private_body)) {
         push_redacted(L, r->body.data, r->body.len > MAX_INFO_BODY ? MAX_INFO_BODY : r->body.len, s->secrets);
         lua_setfield(L, info, "body");
     }

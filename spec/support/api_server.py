@@ -63,6 +63,12 @@ Endpoint scenarios (success bodies from spec/support/fixtures/)
   GET /conversations/messages/{id}/locations/{loc}/recording
     ok          200 recording.wav (RIFF/WAVE, 556 bytes, NUL and high bytes),
                 Content-Type audio/x-wav (also after a flaky_* scenario's failures)
+  POST /oauth/token   (a form with client_id, which carries the scenario; no Authorization)
+    ok          200 {"access_token":"at-new-<refresh_token>","refresh_token":"rt-next-<refresh_token>",
+                "expires_in":86399,...,"traceId":"oauth-ok"}
+    echo_secrets 400 {"error":"invalid_grant","error_description": quoting refresh_token,
+                client_id, client_secret and code, "refresh_token": <the one sent>}
+    (flaky_503_1, flaky_429_1, never_answer, reset_mid_body, ... as in server.py)
   /spec/array   GET    200 [1,null,"two",{"three":3,"none":null},[4.5,-6]]
   /spec/empty   DELETE 204, no body
   /spec/echo    any    200 {"method":<method>,"json":<parsed body or null>,
@@ -88,6 +94,7 @@ ROUTES = [
      re.compile(PREFIX + r"/conversations/messages/([^/]+)/locations/([^/]+)/recording$")),
     ("list", ("GET", "HEAD"), re.compile(PREFIX + r"/conversations/([^/]+)/messages$")),
     ("conversation", ("GET", "HEAD"), re.compile(PREFIX + r"/conversations/([^/]+)$")),
+    ("oauth", ("POST",), re.compile(PREFIX + r"/oauth/token$")),
     ("spec_array", ("GET", "HEAD"), re.compile(r"^/spec/array(?:/([^/]+))?$")),
     ("spec_empty", ("DELETE",), re.compile(r"^/spec/empty(?:/([^/]+))?$")),
     ("spec_echo", ("GET", "POST", "PUT", "PATCH", "DELETE"), re.compile(r"^/spec/echo(?:/([^/]+))?$")),
@@ -102,6 +109,7 @@ OWN = {
     "email": ("ok", "email_top"),
     "send": ("ok", "reset"),
     "recording": ("ok",),
+    "oauth": ("ok", "echo_secrets"),
     "spec_array": ("ok",),
     "spec_empty": ("ok",),
     "spec_echo": ("ok",),
@@ -200,6 +208,13 @@ def route(handler, listener, core):
             return Route(None, None, None, lambda: error_reply(
                 core, 422, ["contactId must be a string"], "Unprocessable Entity", "send-no-contact"))
         full_id = body["contactId"]
+    elif name == "oauth":
+        ctype = (handler.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        form = parse_query((getattr(handler, "req_body", None) or b"").decode("utf-8", "replace"))
+        if ctype != "application/x-www-form-urlencoded" or "client_id" not in form:
+            return Route(None, None, None, lambda: core.Reply(400, dumps(
+                {"error": "invalid_request", "error_description": "a form with client_id is required"})))
+        full_id = form["client_id"]
     elif name.startswith("spec_"):
         full_id = groups[0] if groups else None
         if full_id is None:
@@ -214,7 +229,12 @@ def route(handler, listener, core):
 
     def choose():
         auth = handler.headers.get("Authorization", "")
-        if not (auth.startswith("Bearer ") and len(auth) > len("Bearer ")):
+        if name == "oauth":
+            handler.takes_no_token = True
+            if auth:  # the token endpoint takes none
+                return core.Reply(400, dumps({"error": "invalid_request",
+                                              "error_description": "no Authorization header expected"}))
+        elif not (auth.startswith("Bearer ") and len(auth) > len("Bearer ")):
             return core.json_reply(401, "err_401_jwt.json")
         if scenario in OWN[name]:
             return own_reply(core, handler, name, scenario, params, query)
@@ -253,6 +273,20 @@ def own_reply(core, handler, name, scenario, params, query):
         return core.Reply(200, dumps(out))
     if name == "recording":
         return core.Reply(200, core.fixture("recording.wav"), ctype="audio/x-wav")
+    if name == "oauth":
+        form = parse_query((getattr(handler, "req_body", None) or b"").decode("utf-8", "replace"))
+        if scenario == "echo_secrets":  # an error page that quotes every secret it got
+            return core.Reply(400, dumps({
+                "error": "invalid_grant",
+                "error_description": "refresh token %s of client %s (secret %s, code %s) is invalid" % (
+                    form.get("refresh_token"), form.get("client_id"), form.get("client_secret"),
+                    form.get("code")),
+                "refresh_token": form.get("refresh_token")}))
+        return core.Reply(200, dumps({
+            "access_token": "at-new-" + form.get("refresh_token", "none"), "token_type": "Bearer",
+            "expires_in": 86399, "refresh_token": "rt-next-" + form.get("refresh_token", "none"),
+            "scope": "conversations.readonly conversations/message.readonly", "userType": "Location",
+            "locationId": "LoC0000000000000test", "traceId": "oauth-ok"}))
     return spec_reply(core, handler, name, query)
 
 

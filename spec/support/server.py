@@ -44,6 +44,8 @@ Scenario table (id without nonce -> response)
     message_string       {"message":"ok","traceId":..}                                 message_string.json
     no_ratelimit         sms.json without any X-RateLimit-* header
     open_sms             sms.json without checking Authorization
+    authonly_<s>         the echo message, but only for a token that ends in "-<s>";
+                         any other token gets 401 {"message":"Invalid JWT"}
     echo                 a TYPE_SMS message whose "id" and "body" are the requested
                          full id (nonce included), traceId "echo-<full id>": tells
                          apart the answers to different ids
@@ -424,7 +426,7 @@ def choose(handler, listener, full_id, scenario, attempt):
     auth = handler.headers.get("Authorization", "")
     if listener == "other":
         return json_reply(200, SMS)
-    checks_auth = scenario != "open_sms"
+    checks_auth = scenario != "open_sms" and not getattr(handler, "takes_no_token", False)
     if checks_auth and not (auth.startswith("Bearer ") and len(auth) > len("Bearer ")):
         return json_reply(401, "err_401_jwt.json")
 
@@ -436,6 +438,11 @@ def choose(handler, listener, full_id, scenario, attempt):
 
     if scenario == "open_sms":
         return json_reply(200, SMS)
+    if scenario.startswith("authonly_"):
+        # 200 only for a token that ends in "-<suffix>"; else 401 Invalid JWT
+        if auth.endswith("-" + scenario[len("authonly_"):]):
+            return Reply(200, echo_body(full_id))
+        return json_reply(401, "err_401_jwt.json")
     if scenario == "echo":
         return Reply(200, echo_body(full_id))
     if scenario == "no_ratelimit":
