@@ -257,6 +257,27 @@ tests[#tests + 1] = { "a client has every method: each answers through its callb
   c:close()
 end }
 
+tests[#tests + 1] = { "get_messages on a client: every id once, answers and failures by id", function()
+  local c = gn.new(opts)
+  local ids = {}
+  for i = 1, 12 do ids[i] = fresh("echo") .. "g" .. i end
+  ids[13] = ids[1]
+  local bad = fresh("err_404")
+  ids[14] = bad
+  local got
+  c:get_messages(ids, { concurrency = 3 }, function(messages, failures) got = { m = messages, f = failures } end)
+  check(vim.wait(15000, function() return got ~= nil end, 10), "no callback")
+  local n = 0
+  for id, msg in pairs(got.m) do n = n + 1 check(msg.id == id, "id " .. id) end
+  check(n == 12, "messages " .. n)
+  check(got.f[bad] and got.f[bad].status == 404 and got.f[bad].errmsg:find("^ghl: HTTP 404"), "failure")
+  local ok, err = pcall(c.get_messages, c, { "ok", "bad id" }, nil, function() end)
+  check(not ok and tostring(err):find("'id'", 1, true), tostring(err))
+  ok, err = pcall(c.get_messages, c, { "ok" }, { concurrency = 0 }, function() end)
+  check(not ok and tostring(err):find("concurrency", 1, true), tostring(err))
+  c:close()
+end }
+
 tests[#tests + 1] = { "a send that failed once it was sent is not repeated", function()
   local c = gn.new(opts)
   local r = call(c, "send_message", { type = "SMS", contactId = fresh("flaky_503_1") }, { retries = 2 })
@@ -359,7 +380,7 @@ describe("ghl.nvim in Neovim", function()
   end)
 
   it("finds the checks in the script", function()
-    assert.equal(18, #CHECKS)
+    assert.equal(19, #CHECKS)
   end)
 
   local function starts(s, prefix) return s:sub(1, #prefix) == prefix end

@@ -780,6 +780,12 @@ static int fetch_page(lua_State *L, const pager *p, int st) {
     return 0;
 }
 
+/* ghl._check_id(id): raises as a method would for a bad id. */
+static int ghl_check_id_fn(lua_State *L) {
+    ghl_check_id(L, 1, NULL);
+    return 0;
+}
+
 /* ghl._next_page(iterator, page, query): the pager rule for adapters that
  * fetch the pages themselves. */
 static int ghl_next_page(lua_State *L) {
@@ -1030,7 +1036,7 @@ static void new_looped_client(lua_State *L, const ghl_options *o) {
     ghl_run_settings s;
     CURLcode code;
     ghl_client *c = new_client(L, o);
-    fill_settings(&s, o, o->concurrency, 0);
+    fill_settings(&s, o, o->concurrency, 1); /* paced by the rate-limit window, as a batch */
     s.renew_on_401 = c->has_provider;
     c->looped = 1;
     code = ghl_batch_open_looped(&c->batch, &s);
@@ -1112,7 +1118,8 @@ static int client_add(lua_State *L) {
     opts = parse_call(L, luaL_checkstring(L, 2), 3, &x);
     /* a shared client gets the whole table it was chosen by: only the per-call keys count */
     read_call_options(L, c, opts, &o,
-                      c->strict_calls ? GHL_SCOPE_CALL : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+                      c->strict_calls ? GHL_SCOPE_CALL | GHL_SCOPE_BATCH
+                                      : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
     /* reading the options may have run Lua code */
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     if (c->busy) luaL_error(L, "ghl: the client is busy");
@@ -1182,6 +1189,16 @@ static int client_step(lua_State *L) {
     memset(&x, 0, sizeof x);
     x.looped = 1;
     return call_busy(L, c, 1, UP_RUN_STEP, &x);
+}
+
+/* client:_check_options(opts): raises as _add would for these per-call options. */
+static int client_check_options(lua_State *L) {
+    ghl_client *c = check_looped(L, 1);
+    ghl_options o;
+    read_call_options(L, c, 2, &o,
+                      c->strict_calls ? GHL_SCOPE_CALL | GHL_SCOPE_BATCH
+                                      : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    return 0;
 }
 
 /* client:_fd() */
@@ -1301,6 +1318,7 @@ void ghl_client_open(lua_State *L) {
         {"_add", client_add},
         {"_step", client_step},
         {"_fd", client_fd},
+        {"_check_options", client_check_options},
         {"_interrupted", client_interrupted},
         {NULL, NULL},
     };
@@ -1319,6 +1337,7 @@ void ghl_client_open(lua_State *L) {
         {"oauth_token", ghl_oauth_token},
         {"_looped_client", ghl_looped_client},
         {"_next_page", ghl_next_page},
+        {"_check_id", ghl_check_id_fn},
         {NULL, NULL},
     };
     luaL_newmetatable(L, GHL_CLIENT_MT);

@@ -240,6 +240,49 @@ function Client:each_conversation(query, opts, on_item, on_done)
   walk(self, "each_conversation", "search_conversations", {}, query, opts, on_item, on_done)
 end
 
+-- client:get_messages(ids [, opts], callback): callback(messages, failures)
+-- once, both keyed by id, as the C method returns them; at most
+-- opts.concurrency (default 8) of this call's fetches in flight.
+function Client:get_messages(ids, opts, callback)
+  if callback == nil and type(opts) == "function" then opts, callback = nil, opts end
+  check_callback("callback", callback)
+  if self.engine.closed then error("ghl: the client is closed", 0) end
+  if type(ids) ~= "table" then error("ghl: bad argument 'ids' (table expected, got " .. type(ids) .. ")", 0) end
+  local ghl = require("ghl")
+  local todo, seen = {}, {}
+  for i = 1, #ids do -- every id checked before anything is sent; duplicates fetched once
+    ghl._check_id(ids[i])
+    if not seen[ids[i]] then
+      seen[ids[i]] = true
+      todo[#todo + 1] = ids[i]
+    end
+  end
+  local per_call = {}
+  for k, v in pairs(opts or {}) do if k ~= "concurrency" then per_call[k] = v end end
+  local limit = (opts and opts.concurrency) or 8
+  local messages, failures = {}, {}
+  local next_i, running, finished = 1, 0, 0
+  if #todo == 0 then return deliver(callback, messages, failures) end
+  local start
+  local function done(id, msg, errmsg, info)
+    running, finished = running - 1, finished + 1
+    if msg then messages[id] = msg else info.errmsg = errmsg failures[id] = info end
+    if finished == #todo then return callback(messages, failures) end
+    start()
+  end
+  start = function()
+    while running < limit and next_i <= #todo do
+      local id = todo[next_i]
+      next_i, running = next_i + 1, running + 1
+      self.engine:add("get_message", { id, per_call }, 2, function(msg, errmsg, info)
+        done(id, msg, errmsg, info)
+      end)
+    end
+  end
+  self.engine.client:_check_options(opts) -- misuse raises here, concurrency included
+  start()
+end
+
 -- client:close(): drops what is in flight (no callback is called for it).
 function Client:close()
   if not self.engine.closed then self.engine:close() end
