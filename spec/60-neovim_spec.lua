@@ -271,6 +271,8 @@ tests[#tests + 1] = { "get_messages on a client: every id once, answers and fail
   for id, msg in pairs(got.m) do n = n + 1 check(msg.id == id, "id " .. id) end
   check(n == 12, "messages " .. n)
   check(got.f[bad] and got.f[bad].status == 404 and got.f[bad].errmsg:find("^ghl: HTTP 404"), "failure")
+  local rl = c:rate_limit()
+  check(type(rl) == "table" and rl.max == 100, "rate_limit")
   local ok, err = pcall(c.get_messages, c, { "ok", "bad id" }, nil, function() end)
   check(not ok and tostring(err):find("'id'", 1, true), tostring(err))
   ok, err = pcall(c.get_messages, c, { "ok" }, { concurrency = 0 }, function() end)

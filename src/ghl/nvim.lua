@@ -283,6 +283,12 @@ function Client:get_messages(ids, opts, callback)
   start()
 end
 
+-- client:rate_limit(): the last response's figures, as the C method.
+function Client:rate_limit()
+  if self.engine.closed then error("ghl: the client is closed", 0) end
+  return self.engine.client:rate_limit()
+end
+
 -- client:close(): drops what is in flight (no callback is called for it).
 function Client:close()
   if not self.engine.closed then self.engine:close() end
