@@ -128,6 +128,35 @@ describe("looped clients", function()
     c:close()
   end)
 
+  it("keep the results a step made before Lua code raised in it, for the next step", function()
+    local c = ghl._looped_client(h.opts({ user_agent = "looped-keep" }))
+    local a = c:_add("get_message", h.fresh_id("slow_ok_300"))
+    local b = c:_add("get_message", h.fresh_id("slow_ok_300"))
+    for _ = 1, 10 do -- both start and are sent
+      assert.same({}, (c:_step()))
+      h.sleep(0.01)
+    end
+    h.sleep(0.8) -- both answered: one step finishes both
+    local decodes = 0
+    debug.sethook(function()
+      if mc.on_stack(c._step, 5) then
+        decodes = decodes + 1
+        if decodes == 2 then error("boom on the second", 0) end
+      end
+    end, "c")
+    local ok, err = pcall(c._step, c)
+    debug.sethook()
+    assert.is_false(ok)
+    assert.equal("boom on the second", err)
+    local lost = c:_interrupted()
+    local kept = lost == a and b or a
+    local got = drive(c)
+    assert.is_table(got[kept], "the result made before the error was lost")
+    assert.equal("TYPE_SMS", got[kept].msg.type)
+    assert.is_nil(got[lost])
+    c:close()
+  end)
+
   it("keep their own copy of everything a call carries", function()
     local c = ghl._looped_client(h.opts({ user_agent = "looped-copy" }))
     local nonce = h.fresh_id("x")

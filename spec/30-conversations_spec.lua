@@ -655,6 +655,19 @@ describe("client:send_message", function()
     c:close()
   end)
 
+  it("never repeats a POST that timed out on a connection kept from an earlier request", function()
+    local c = client { retries = 2, max_retry_delay = 0, timeout = 0.5 }
+    local warm = c:get_conversation(h.fresh_id("ok")) -- the connection the POST then reuses
+    assert.is_table(warm)
+    local id = h.fresh_id("never_answer")
+    local res, _, info = no_token(c:send_message { type = "SMS", contactId = id })
+    assert.is_nil(res)
+    assert.same({ "timeout", 1 }, { info.kind, info.attempts })
+    h.sleep(0.3)
+    assert.equal(1, #h.requests_for(id))
+    c:close()
+  end)
+
   it("never repeats a POST whose connection was reset", function()
     local c = client { retries = 2, max_retry_delay = 0 }
     local id = h.fresh_id("reset")

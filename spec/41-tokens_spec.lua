@@ -154,6 +154,36 @@ describe("a token function", function()
     c:close()
   end)
 
+  it("is asked once for a batch also when it gives no new token, or raises", function()
+    for _, how in ipairs({ "same", "nil", "raise" }) do
+      local p = provider("tok-refuse-" .. how, {
+        on_renew = function(old)
+          if how == "raise" then error("refused " .. old, 0) end
+          if how == "same" then return old end
+          return nil
+        end,
+      })
+      local c = ghl.new(opts({ token = p.fn }))
+      local ids = {}
+      for i = 1, 8 do ids[i] = h.fresh_id("authonly_v9") end
+      local messages, failures = c:get_messages(ids, { concurrency = 4 })
+      assert.same({}, messages)
+      assert.same({ "(none)", "tok-refuse-" .. how .. "-v1" }, p.calls)
+      for _, id in ipairs(ids) do
+        local f = failures[id]
+        if how == "raise" then
+          assert.same({ "token", "ghl: token provider failed: refused <redacted>" }, { f.kind, f.errmsg })
+        else
+          assert.same({ "http", 401 }, { f.kind, f.status })
+        end
+      end
+      -- the next call asks again
+      c:get_message(h.fresh_id("authonly_v9"))
+      assert.equal(3, #p.calls)
+      c:close()
+    end
+  end)
+
   it("repeats a POST once after a 401: the API did not take it", function()
     local p = provider("tok-post")
     local c = ghl.new(opts({ token = p.fn }))

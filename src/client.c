@@ -21,6 +21,7 @@ enum { UP_METATABLE = 1, UP_RUN_ONE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT 
 
 /* ---- life cycle ---- */
 
+/* Frees the replaced header lists: only when no transfer can still use one. */
 static void free_retired_headers(ghl_client *c) {
     while (c->retired_count > 0) curl_slist_free_all(c->retired[--c->retired_count]);
 }
@@ -34,6 +35,9 @@ static void release(ghl_client *c) {
     if (c->pid != getpid()) ghl_sockets_orphan(&c->sockets);
     ghl_batch_free(&c->batch);
     free_retired_headers(c);
+    free(c->retired);
+    c->retired = NULL;
+    c->retired_cap = 0;
     ghl_sockets_free(&c->sockets);
     curl_slist_free_all(c->transport.headers);
     c->transport.headers = NULL;
@@ -56,13 +60,13 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     c->closed = 0;
     c->options = *o;
     c->options.token_fn = 0; /* a stack index of the caller's */
-    if (o->token_fn) { /* the provider lives in the user value */
+    lua_createtable(L, 0, 1); /* the user value: the token provider, a step's results */
+    if (o->token_fn) {
         c->has_provider = 1;
-        lua_createtable(L, 0, 1);
         lua_pushvalue(L, o->token_fn);
         lua_setfield(L, -2, "token");
-        ghl_setuservalue(L, -2);
     }
+    ghl_setuservalue(L, -2);
     if (ghl_options_own(&c->options) != 0 ||
         ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
         (c->options.token != NULL && (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL)) {
@@ -90,14 +94,21 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
  * that failed. A call of the same client from the provider raises busy,
  * which is a provider failure like any other. */
 
-enum { TOKEN_NEW, TOKEN_SAME, TOKEN_FAILED };
+enum { TOKEN_NEW = 1, TOKEN_SAME, TOKEN_FAILED };
 
 /* Makes tok (checked) the client's token: a new common header list (the
  * old one stays until no transfer can use it), secrets for old and new. */
 static void install_token(lua_State *L, ghl_client *c, const char *tok, size_t n) {
-    char *copy = malloc(n + 1), *old = (char *)c->options.token;
+    char *copy, *old = (char *)c->options.token;
     struct curl_slist *list;
-    if (copy == NULL) luaL_error(L, "ghl: out of memory");
+    if (c->retired_count == c->retired_cap) { /* room to keep the list being replaced */
+        int cap = c->retired_cap ? 2 * c->retired_cap : 4;
+        struct curl_slist **grown = realloc(c->retired, (size_t)cap * sizeof *grown);
+        if (grown == NULL) luaL_error(L, "ghl: out of memory");
+        c->retired = grown;
+        c->retired_cap = cap;
+    }
+    if ((copy = malloc(n + 1)) == NULL) luaL_error(L, "ghl: out of memory");
     memcpy(copy, tok, n + 1);
     c->options.token = copy;
     list = ghl_header_list(&c->options, NULL);
@@ -106,14 +117,7 @@ static void install_token(lua_State *L, ghl_client *c, const char *tok, size_t n
         free(copy);
         luaL_error(L, "ghl: out of memory");
     }
-    if (c->transport.headers != NULL) {
-        if (c->retired_count == (int)(sizeof c->retired / sizeof c->retired[0])) {
-            curl_slist_free_all(c->retired[0]); /* eight tokens ago: no transfer has it */
-            memmove(c->retired, c->retired + 1, sizeof c->retired - sizeof c->retired[0]);
-            c->retired_count--;
-        }
-        c->retired[c->retired_count++] = c->transport.headers;
-    }
+    if (c->transport.headers != NULL) c->retired[c->retired_count++] = c->transport.headers;
     c->transport.headers = list;
     ghl_secrets_free(&c->secrets);
     if (ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
@@ -123,6 +127,7 @@ static void install_token(lua_State *L, ghl_client *c, const char *tok, size_t n
     }
     if (old != NULL) memset(old, 0, strlen(old)), free(old);
     c->token_gen++;
+    c->refusal = 0;
     ghl_batch_headers_changed(&c->batch, c->token_gen);
 }
 
@@ -144,7 +149,7 @@ static void push_provider_error(lua_State *L, ghl_client *c, const char *why, si
  * TOKEN_SAME: it gave nil or the same token (only after a failure);
  * TOKEN_FAILED: it raised or gave something else, and the errmsg is pushed. */
 static int ask_provider(lua_State *L, ghl_client *c, int cidx, int after_failure) {
-    size_t n, i;
+    size_t n;
     const char *tok;
     int status;
     ghl_getuservalue(L, cidx);
@@ -164,9 +169,7 @@ static int ask_provider(lua_State *L, ghl_client *c, int cidx, int after_failure
         return TOKEN_SAME;
     }
     tok = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-    for (i = 0; tok != NULL && i < n; i++)
-        if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] == 0x7f) tok = NULL;
-    if (tok == NULL || n == 0) {
+    if (tok == NULL || !ghl_token_valid(tok, n)) {
         const char *what = lua_type(L, -1) == LUA_TSTRING ? "an empty string or one with spaces or control characters"
                                                           : luaL_typename(L, -1);
         lua_pop(L, 1);
@@ -195,9 +198,9 @@ static void push_token_failure(lua_State *L, int attempts) {
     }
 }
 
-/* The first token, if the client has none yet. Returns 1, or 0 with the
- * errmsg pushed. */
-static int have_token(lua_State *L, ghl_client *c, int cidx) {
+/* Gets the first token from the provider, if the client has none yet.
+ * Returns 1, or 0 with the errmsg pushed. */
+static int ensure_token(lua_State *L, ghl_client *c, int cidx) {
     if (!c->has_provider || c->options.token != NULL) return 1;
     return ask_provider(L, c, cidx, 0) == TOKEN_NEW;
 }
@@ -209,7 +212,23 @@ static int have_token(lua_State *L, ghl_client *c, int cidx) {
 static int renew_token_for(lua_State *L, ghl_client *c, int cidx, ghl_job *job, int *failed) {
     int got = TOKEN_NEW;
     *failed = 0;
-    if (job->token_gen == c->token_gen) got = ask_provider(L, c, cidx, 1);
+    if (job->token_gen == c->token_gen && c->refusal != 0) { /* asked already: the same answer */
+        got = c->refusal;
+        if (got == TOKEN_FAILED) {
+            ghl_getuservalue(L, cidx);
+            lua_getfield(L, -1, "refusal");
+            lua_remove(L, -2);
+        }
+    } else if (job->token_gen == c->token_gen) {
+        got = ask_provider(L, c, cidx, 1);
+        if (got != TOKEN_NEW) c->refusal = got;
+        if (got == TOKEN_FAILED) { /* kept for the other requests of this call */
+            ghl_getuservalue(L, cidx);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, "refusal");
+            lua_pop(L, 1);
+        }
+    }
     if (got == TOKEN_NEW) {
         ghl_batch_repeat_now(&c->batch, job);
         return 1;
@@ -289,7 +308,7 @@ static int run_one(lua_State *L) {
     ghl_response *r = NULL;
     int heap, failed = 0;
     ghl_job *job;
-    if (!have_token(L, x->c, 2)) {
+    if (!ensure_token(L, x->c, 2)) {
         push_token_failure(L, 0);
         return 3;
     }
@@ -340,7 +359,7 @@ static int run_get_messages(lua_State *L) {
     lua_newtable(L);
     failures = lua_gettop(L);
     if (count == 0) return 2;
-    if (!have_token(L, c, 2)) { /* every id fails with the provider's error */
+    if (!ensure_token(L, c, 2)) { /* every id fails with the provider's error */
         int errmsg = lua_gettop(L);
         for (i = 0; i < count; i++) {
             lua_pushlstring(L, jobs[i].request.args[0], jobs[i].request.arg_len[0]);
@@ -400,6 +419,7 @@ static int call_busy(lua_State *L, ghl_client *c, int cidx, int fn, call *x) {
         c->pid = pid;
     }
     x->c = c;
+    if (!c->looped || ghl_batch_wait_ms(&c->batch) < 0) c->refusal = 0; /* a new call asks again */
     lua_pushvalue(L, lua_upvalueindex(fn));
     lua_pushlightuserdata(L, x);
     lua_pushvalue(L, cidx); /* the body's second argument: the client (its token provider) */
@@ -476,13 +496,14 @@ static void check_required(lua_State *L, int idx, const char *required, const ch
 
 /* The page size a search asks for: query.limit, else the API's 20. */
 static long page_size_of(lua_State *L, int query) {
-    long n = 20;
-    if (query == 0) return n;
+    double n = 20;
+    if (query == 0) return (long)n;
     lua_getfield(L, query, "limit");
-    if (lua_type(L, -1) == LUA_TNUMBER) n = (long)lua_tonumber(L, -1);
-    else if (lua_type(L, -1) == LUA_TSTRING) n = strtol(lua_tostring(L, -1), NULL, 10);
+    if (lua_type(L, -1) == LUA_TNUMBER) n = lua_tonumber(L, -1);
+    else if (lua_type(L, -1) == LUA_TSTRING) n = strtod(lua_tostring(L, -1), NULL);
     lua_pop(L, 1);
-    return n;
+    if (!(n >= 0)) n = 0; /* NaN and below */
+    return n > 1e9 ? 1000000000L : (long)n;
 }
 
 /* How many arguments a row's method takes after the client: its ids, a
@@ -515,9 +536,9 @@ static int read_row_arguments(lua_State *L, const ghl_endpoint *e, int arg, call
         } else {
             luaL_checktype(L, query, LUA_TTABLE);
             check_required(L, query, e->required, e->name, "query");
-            r->page_size = page_size_of(L, query);
-            ghl_push_query(L, query, "query");
+            ghl_push_query(L, query, "query"); /* checks every value */
             r->query = lua_tolstring(L, -1, &r->query_len);
+            r->page_size = page_size_of(L, query);
         }
     }
     if (e->takes & GHL_TAKES_BODY) {
@@ -725,7 +746,7 @@ static const pager pagers[] = {
 /* The pager rule: whether the page at `page` has a page after it; if so,
  * what asks for it goes into the query table at `query`. An empty page is
  * the last. */
-static int ask_for_next_page(lua_State *L, const pager *p, int page, int query) {
+static int set_next_page_query(lua_State *L, const pager *p, int page, int query) {
     int n = 0, more;
     lua_getfield(L, page, p->items);
     if (lua_type(L, -1) == LUA_TTABLE) n = (int)lua_rawlen(L, -1);
@@ -772,7 +793,7 @@ static int fetch_page(lua_State *L, const pager *p, int st) {
     lua_pushinteger(L, 0);
     lua_rawseti(L, st, IT_INDEX);
     lua_rawgeti(L, st, IT_QUERY);
-    if (!ask_for_next_page(L, p, page, lua_gettop(L))) {
+    if (!set_next_page_query(L, p, page, lua_gettop(L))) {
         lua_pushboolean(L, 1);
         lua_rawseti(L, st, IT_LAST);
     }
@@ -795,7 +816,7 @@ static int ghl_next_page(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     for (p = pagers; p->iterator != NULL && strcmp(p->iterator, name) != 0; p++) {}
     if (p->iterator == NULL) luaL_error(L, "ghl: no iterator '%s'", name);
-    lua_pushboolean(L, ask_for_next_page(L, p, 2, 3));
+    lua_pushboolean(L, set_next_page_query(L, p, 2, 3));
     return 1;
 }
 
@@ -1029,7 +1050,8 @@ static int ghl_get_message(lua_State *L) {
  * has passed. _step never blocks: it returns the finished fetches as
  * {tag, message, errmsg, info} tables and the most ms to wait before the next
  * step (nil: nothing left). If Lua code raised while a result was made,
- * client:_interrupted() tells that fetch's tag once. */
+ * client:_interrupted() tells that fetch's tag once; the results made before
+ * it come with the next step. */
 
 /* Pushes a new looped client. */
 static void new_looped_client(lua_State *L, const ghl_options *o) {
@@ -1137,9 +1159,20 @@ static int run_step(lua_State *L) {
     ghl_job *job;
     ghl_response *r;
     long ms;
-    int n = 0;
-    lua_newtable(L);
-    if (!have_token(L, c, 2)) { /* what waits for the first token fails with the provider's error */
+    int n;
+    /* the results live in the user value until they are returned: an error
+     * raised by Lua code in the middle of a step loses none of them */
+    ghl_getuservalue(L, 2);
+    lua_getfield(L, -1, "results");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "results");
+    }
+    lua_remove(L, -2);
+    n = (int)lua_rawlen(L, -1);
+    if (!ensure_token(L, c, 2)) { /* what waits for the first token fails with the provider's error */
         int errmsg = lua_gettop(L);
         while ((job = ghl_batch_take_unstarted(&c->batch)) != NULL) {
             lua_createtable(L, 4, 0);
@@ -1152,6 +1185,10 @@ static int run_step(lua_State *L) {
             lua_pop(L, 1);
             lua_rawseti(L, errmsg - 1, ++n);
         }
+        lua_pop(L, 1);
+        ghl_getuservalue(L, 2);
+        lua_pushnil(L);
+        lua_setfield(L, -2, "results");
         lua_pop(L, 1);
         lua_pushnil(L);
         return 2;
@@ -1176,6 +1213,10 @@ static int run_step(lua_State *L) {
         lua_rawseti(L, -2, ++n);
         c->shaping = 0;
     }
+    ghl_getuservalue(L, 2);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "results");
+    lua_pop(L, 1);
     ms = ghl_batch_wait_ms(&c->batch);
     if (ms < 0) lua_pushnil(L);
     else lua_pushinteger(L, (lua_Integer)ms);
@@ -1278,13 +1319,11 @@ static int ghl_get_message_request(lua_State *L) {
     r.args[0] = ghl_check_id(L, 1, &r.arg_len[0]);
     read_module_options(L, 2, &o);
     if (o.token_fn) { /* what the first request would carry */
-        size_t n, i;
+        size_t n;
         lua_pushvalue(L, o.token_fn);
         lua_call(L, 0, 1);
         o.token = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-        for (i = 0; o.token != NULL && i < n; i++)
-            if ((unsigned char)o.token[i] <= 0x20 || (unsigned char)o.token[i] == 0x7f) o.token = NULL;
-        if (o.token == NULL || n == 0) luaL_error(L, "ghl: option 'token': its function returned no valid token");
+        if (o.token == NULL || !ghl_token_valid(o.token, n)) luaL_error(L, "ghl: option 'token': its function returned no valid token");
     }
     lua_createtable(L, 0, 3);
     lua_pushstring(L, r.endpoint->method);

@@ -26,8 +26,10 @@ typedef struct ghl_client {
     int strict_calls;   /* looped, the caller's own: a call's options are the per-call ones */
     int has_provider;   /* the token comes from a function, kept in the user value */
     unsigned long token_gen;       /* bumped at each token the provider gives */
-    struct curl_slist *retired[8]; /* header lists replaced while transfers may still use them */
-    int retired_count;
+    int refusal;                   /* in this call, the provider gave no new token for token_gen:
+                                    * 0 none, else how (TOKEN_SAME, TOKEN_FAILED: its errmsg in the user value) */
+    struct curl_slist **retired;   /* header lists replaced while transfers may still use them */
+    int retired_count, retired_cap;
     unsigned long tags; /* looped: the last tag handed out */
     unsigned long shaping; /* looped: the tag whose result was being made, 0: none */
     ghl_options options; /* the client's own copies of the strings */

@@ -206,15 +206,21 @@ void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
     }
 }
 
+int ghl_token_valid(const char *s, size_t n) {
+    size_t i;
+    if (n == 0) return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7f) return 0;
+    return 1;
+}
+
 void ghl_options_require_token(lua_State *L, ghl_options *o) {
     const char *tok = o->token;
-    size_t n;
     if (o->token_fn) return; /* asked for when first needed */
     if (tok == NULL || tok[0] == '\0') tok = getenv("GHL_TOKEN");
     if (tok == NULL || tok[0] == '\0') luaL_error(L, "ghl: option 'token' is required (or set GHL_TOKEN)");
-    for (n = 0; tok[n] != '\0'; n++)
-        if ((unsigned char)tok[n] <= 0x20 || (unsigned char)tok[n] == 0x7f)
-            luaL_error(L, "ghl: option 'token' must not contain spaces or control characters");
+    if (!ghl_token_valid(tok, strlen(tok)))
+        luaL_error(L, "ghl: option 'token' must not contain spaces or control characters");
     o->token = tok;
 }
 

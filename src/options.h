@@ -90,6 +90,9 @@ void ghl_options_free(ghl_options *o);
 /* Raises unless the value at idx is an id: 1-128 characters of [A-Za-z0-9_-]. */
 const char *ghl_check_id(lua_State *L, int idx, size_t *len);
 
+/* Whether n bytes at s make a token: not empty, no space or control character. */
+int ghl_token_valid(const char *s, size_t n);
+
 /* The same for an id argument called name ("conversation_id"). */
 const char *ghl_check_named_id(lua_State *L, int idx, const char *name, size_t *len);
 

@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Returns 1 when added, 0 when known already (or empty), -1 when full:
+ * then the caller fails rather than let a secret through. */
 static int add(ghl_secrets *s, const char *text, size_t len, int owned) {
     int i;
-    if (len == 0 || s->count == GHL_MAX_SECRETS) return 0;
+    if (len == 0) return 0;
     for (i = 0; i < s->count; i++)
         if (s->len[i] == len && memcmp(s->text[i], text, len) == 0) return 0; /* known already */
+    if (s->count == GHL_MAX_SECRETS) return -1;
     s->text[s->count] = text;
     s->len[s->count] = len;
     s->owned[s->count] = owned;
@@ -22,11 +25,18 @@ static int add_copy(ghl_secrets *s, const char *p, size_t n) {
     char *copy = malloc(n ? n : 1);
     if (copy == NULL) return -1;
     memcpy(copy, p, n);
-    if (!add(s, copy, n, 1)) {
+    switch (add(s, copy, n, 1)) {
+    case 1:
+        return 0;
+    case 0:
         memset(copy, 0, n);
         free(copy);
+        return 0;
+    default:
+        memset(copy, 0, n);
+        free(copy);
+        return -1;
     }
-    return 0;
 }
 
 static int hex(int c) {
@@ -45,7 +55,7 @@ static int add_with_forms(ghl_secrets *s, const char *text, size_t n, int owned_
     int rc = 0;
     if (n == 0) return 0;
     if (owned_copy) rc = add_copy(s, text, n);
-    else add(s, text, n, 0);
+    else if (add(s, text, n, 0) < 0) rc = -1;
     if (need > sizeof small && (buf = malloc(need)) == NULL) return -1;
     for (i = 0; i < n; i++) { /* percent-decoded */
         if (text[i] == '%' && i + 2 < n && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {

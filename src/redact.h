@@ -9,7 +9,7 @@
 #include "buffer.h"
 
 #define GHL_REDACTED "<redacted>"
-#define GHL_MAX_SECRETS 24
+#define GHL_MAX_SECRETS 64
 
 typedef struct ghl_secrets {
     const char *text[GHL_MAX_SECRETS];

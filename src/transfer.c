@@ -256,9 +256,13 @@ void ghl_transfer_finish(ghl_transfer *t, CURLcode code) {
         code == CURLE_COULDNT_RESOLVE_PROXY) {
         r->unsent = 1;
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
-        curl_off_t connected = 0;
-        curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connected);
-        r->unsent = connected == 0;
+        /* not sent if libcurl never got to sending it: CONNECT_TIME stays 0 on
+         * a reused connection too, so ask for the request bytes written */
+        curl_off_t pretransfer = 0;
+        long sent = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+        curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+        r->unsent = pretransfer == 0 && sent == 0;
     }
     if (r->error[0] == '\0') {
         strncpy(r->error, curl_easy_strerror(code), sizeof r->error - 1);
