@@ -346,11 +346,11 @@ static int ghl_verify_webhook(lua_State *L) {
     const EVP_MD *md;
     int slot, ok, counts[2] = {0, 0};
 
+    lua_settop(L, ARG_OPTS); /* a missing argument is nil */
     if (lua_type(L, ARG_BODY) != LUA_TSTRING)
         luaL_error(L, "ghl: bad argument 'body' (string expected, got %s)", luaL_typename(L, ARG_BODY));
     if (lua_type(L, ARG_HEADERS) != LUA_TTABLE)
         luaL_error(L, "ghl: bad argument 'headers' (table expected, got %s)", luaL_typename(L, ARG_HEADERS));
-    lua_settop(L, ARG_OPTS);
     check_options(L);
     lua_settop(L, SLOT_LAST); /* the key and header slots, all nil */
     if (!lua_isnil(L, ARG_OPTS)) {
@@ -387,12 +387,12 @@ static int ghl_verify_webhook(lua_State *L) {
     text = signature_text(L, slot, counts[slot - SLOT_SIG], name, &text_len);
     if (text == NULL)
         return push_failure(L, "signature", algorithm, "ghl: webhook signature: %s given more than once", name);
-    if (text_len == b64_padded_len(sig_len) || text_len == b64_unpadded_len(sig_len)) {
-        if (ct_b64_decode_exact((const unsigned char *)text, text_len, sig, sig_len) != 0)
-            return push_failure(L, "signature", algorithm, "ghl: webhook signature: %s is not valid base64", name);
-    } else {
+    /* A text of a length that can hold the signature is decoded in constant
+     * time; only a failure, or another length, is looked at again to say why. */
+    if ((text_len != b64_padded_len(sig_len) && text_len != b64_unpadded_len(sig_len)) ||
+        ct_b64_decode_exact((const unsigned char *)text, text_len, sig, sig_len) != 0) {
         long got = b64_decode((const unsigned char *)text, text_len, NULL);
-        if (got < 0)
+        if (got < 0 || (size_t)got == sig_len)
             return push_failure(L, "signature", algorithm, "ghl: webhook signature: %s is not valid base64", name);
         lua_pushnil(L);
         lua_pushfstring(L, "ghl: webhook signature: %s decodes to %d bytes, not the %d of %s signature", name,
