@@ -266,6 +266,25 @@ describe("ghl.verify_webhook", function()
         ghl.verify_webhook(tampered, { ["x-ghl-signature"] = sig }, with_key()))
     end)
 
+    it("keeps working across many key texts (a per-state cache of parsed keys, bounded)", function()
+      local k = make_keys()
+      local sig = sign(BODY)
+      for i = 1, 40 do -- 40 texts of the same key: the cache is emptied twice on the way
+        local text = (i % 2 == 0 and k.ed_pem or k.ed_spki) .. string.rep(" ", i)
+        local event, err = ghl.verify_webhook(BODY, { ["x-ghl-signature"] = sig }, { public_key = text })
+        assert.is_nil(err, "text " .. i)
+        assert.equal("m1", event.messageId)
+        event, err = ghl.verify_webhook(BODY, { ["x-ghl-signature"] = sig }, { public_key = text })
+        assert.is_nil(err, "text " .. i .. ", again")
+      end
+      collectgarbage()
+      assert.is_table(ghl.verify_webhook(BODY, { ["x-ghl-signature"] = sig }, { public_key = k.ed_spki .. " " }))
+      -- a key text that raised once raises again: nothing of it was kept
+      for _ = 1, 2 do
+        assert.is_false((pcall(ghl.verify_webhook, BODY, {}, { public_key = k.rsa_pem })))
+      end
+    end)
+
     it("leaves the caller's tables as they were", function()
       local sig = sign(BODY)
       local headers = { ["X-GHL-Signature"] = sig, Host = "example.com" }

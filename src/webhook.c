@@ -19,6 +19,7 @@
 #define MAX_SIGNATURE_LEN (RSA_MAX_BITS / 8)
 #define MAX_KEY_TEXT (16 * 1024)
 #define MAX_KEY_BASE64 4096
+#define MAX_CACHED_KEYS 16
 
 /* Stack slots of verify_webhook, after its three arguments. */
 enum { ARG_BODY = 1, ARG_HEADERS, ARG_OPTS, SLOT_KEY, SLOT_RSA_KEY, SLOT_SIG, SLOT_WH_SIG, SLOT_LAST = SLOT_WH_SIG };
@@ -210,11 +211,15 @@ static EVP_PKEY *check_key_type(EVP_PKEY *pkey, int rsa, const char **why) {
     return NULL;
 }
 
-/* Reads opts[name] (a string) into a new key box at slot; raises when it is
- * not a valid key of that kind. Leaves the stack as it was plus nothing. */
-static void load_option_key(lua_State *L, const char *name, int rsa, int slot) {
+/* Reads opts[name] (a string) into a key box at slot; raises when it is not
+ * a valid key of that kind. Parsed keys are kept in the cache table at
+ * upvalue `cache` (key text -> box; OpenSSL 3 takes a few hundred
+ * microseconds to parse one), at most MAX_CACHED_KEYS of them: a full cache
+ * is replaced by an empty one. Its count is kept under the key `true`. */
+static void load_option_key(lua_State *L, const char *name, int rsa, int slot, int cache) {
     const char *why = NULL, *text;
     size_t n;
+    lua_Integer count;
     key_box *box;
     lua_pushstring(L, name);
     lua_rawget(L, ARG_OPTS); /* check_options made sure it is a string or nil */
@@ -222,12 +227,33 @@ static void load_option_key(lua_State *L, const char *name, int rsa, int slot) {
         lua_pop(L, 1);
         return;
     }
+    lua_pushvalue(L, -1);
+    lua_rawget(L, lua_upvalueindex(cache));
+    if (!lua_isnil(L, -1)) {
+        lua_replace(L, slot);
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
     text = lua_tolstring(L, -1, &n);
     box = push_key_box(L);
     lua_replace(L, slot);
     box->pkey = check_key_type(read_public_key(text, n, rsa, &why), rsa, &why);
-    lua_pop(L, 1);
     if (box->pkey == NULL) luaL_error(L, "ghl: option '%s' %s", name, why);
+    lua_pushboolean(L, 1);
+    lua_rawget(L, lua_upvalueindex(cache));
+    count = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (count >= MAX_CACHED_KEYS) {
+        lua_createtable(L, 0, MAX_CACHED_KEYS + 1);
+        lua_replace(L, lua_upvalueindex(cache));
+        count = 0;
+    }
+    lua_pushvalue(L, slot);
+    lua_rawset(L, lua_upvalueindex(cache)); /* [text] = box; pops the text */
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, count + 1);
+    lua_rawset(L, lua_upvalueindex(cache));
 }
 
 /* Checks opts: only public_key and legacy_rsa_key, both strings. Raw reads
@@ -354,8 +380,8 @@ static int ghl_verify_webhook(lua_State *L) {
     check_options(L);
     lua_settop(L, SLOT_LAST); /* the key and header slots, all nil */
     if (!lua_isnil(L, ARG_OPTS)) {
-        load_option_key(L, "public_key", 0, SLOT_KEY);
-        load_option_key(L, "legacy_rsa_key", 1, SLOT_RSA_KEY);
+        load_option_key(L, "public_key", 0, SLOT_KEY, 2);
+        load_option_key(L, "legacy_rsa_key", 1, SLOT_RSA_KEY, 3);
     }
     find_signature_headers(L, counts);
     luaL_checkstack(L, 8, "ghl");
@@ -409,8 +435,6 @@ static int ghl_verify_webhook(lua_State *L) {
     lua_tolstring(L, ARG_BODY, &body_len);
     body = lua_tostring(L, ARG_BODY);
     ok = verify_signature(pkey, md, sig, sig_len, (const unsigned char *)body, body_len);
-    if (!lua_isnil(L, SLOT_KEY)) key_box_free((key_box *)lua_touserdata(L, SLOT_KEY));
-    if (!lua_isnil(L, SLOT_RSA_KEY)) key_box_free((key_box *)lua_touserdata(L, SLOT_RSA_KEY));
     if (ok < 0) luaL_error(L, "ghl: out of memory");
     if (ok == 0) return push_failure(L, "signature", algorithm, "ghl: webhook signature: %s does not verify", name);
 
@@ -450,6 +474,8 @@ void ghl_webhook_open(lua_State *L) {
     box = push_key_box(L);
     box->pkey = check_key_type(read_public_key(builtin, sizeof builtin - 1, 0, &why), 0, &why);
     if (box->pkey == NULL) luaL_error(L, "ghl: the built-in webhook key %s", why);
-    lua_pushcclosure(L, ghl_verify_webhook, 1);
+    lua_newtable(L); /* the Ed25519 keys of opts.public_key, parsed */
+    lua_newtable(L); /* the RSA keys of opts.legacy_rsa_key */
+    lua_pushcclosure(L, ghl_verify_webhook, 3);
     lua_setfield(L, -2, "verify_webhook");
 }

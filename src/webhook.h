@@ -2,8 +2,9 @@
  * X-GHL-Signature; RSA PKCS#1 v1.5 SHA-256 in the legacy X-WH-Signature when
  * asked for) with OpenSSL's libcrypto, then decodes the body with shape.h's
  * JSON rules. Keys live in userdata whose __gc frees them, so a Lua error
- * raised mid-call leaks nothing; the built-in key is parsed once per Lua
- * state and held as the function's upvalue. No network, no global state. */
+ * raised mid-call leaks nothing. The built-in key is parsed once per Lua
+ * state and held as the function's upvalue, beside a small per-state cache
+ * of the keys given in opts. No network, no global mutable state. */
 #ifndef GHL_WEBHOOK_H
 #define GHL_WEBHOOK_H
 
