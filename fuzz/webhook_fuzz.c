@@ -8,7 +8,7 @@
  *
  * An input is: byte 0 the mode, bytes 1-2 the length n of the header text
  * (big-endian, mod 1024, cut to what is there), n bytes of header text, then
- * the body. Modes (byte 0 mod 5):
+ * the body. Modes (byte 0 mod 6):
  *   0  X-GHL-Signature = the header text, the test key as opts.public_key
  *      (base64 SPKI): never a success unless the text is the body's true
  *      signature, base64 with or without padding.
@@ -21,6 +21,9 @@
  *      opts.legacy_rsa_key: never a success.
  *   4  opts.public_key = the header text, X-GHL-Signature the true
  *      signature: may raise, then only "ghl: option 'public_key' ...".
+ *   5  the body with one byte changed (which and how: the header text's
+ *      first two bytes), X-GHL-Signature the true signature of the body as
+ *      it was: always kind "signature".
  * Every return must be the contract's: `event, nil, {algorithm}` with the
  * body decoded by the section-1 rules, or `nil, "ghl: ..." (one line),
  * {kind = "signature" | "decode", ...}`. Anything else aborts. */
@@ -95,8 +98,8 @@ static void make_keys(void) {
     EVP_PKEY_free(rsa);
 }
 
-/* The body's true signature by the test key, base64 (padded or not). */
-static void true_signature(const unsigned char *body, size_t len, int padded, char out[89]) {
+/* The body's true signature by the test key, base64 with its padding. */
+static void true_signature(const unsigned char *body, size_t len, char out[89]) {
     unsigned char sig[64];
     size_t sig_len = sizeof sig;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -106,7 +109,6 @@ static void true_signature(const unsigned char *body, size_t len, int padded, ch
           "signing failed");
     EVP_MD_CTX_free(ctx);
     CHECK(EVP_EncodeBlock((unsigned char *)out, sig, 64) == 88, "signature base64");
-    if (!padded) out[86] = '\0';
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -209,18 +211,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int mode, status, ok;
 
     if (size < 3) return 0;
-    mode = data[0] % 5;
+    mode = data[0] % 6;
     text_len = ((size_t)data[1] << 8 | data[2]) % 1024;
     if (text_len > size - 3) text_len = size - 3;
     text = data + 3;
     body = text + text_len;
     body_len = size - 3 - text_len;
-    true_signature(body, body_len, 1, sig);
-    true_signature(body, body_len, 0, sig_unpadded);
+    true_signature(body, body_len, sig);
+    memcpy(sig_unpadded, sig, 86);
+    sig_unpadded[86] = '\0';
 
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, verify_ref);
-    lua_pushlstring(L, (const char *)body, body_len);
+    if (mode == 5) {
+        size_t at;
+        unsigned char *changed;
+        if (body_len == 0) return 0;
+        at = (text_len > 0 ? text[0] : 0) % body_len;
+        changed = (unsigned char *)lua_newuserdata(L, body_len); /* freed by the collection below */
+        memcpy(changed, body, body_len);
+        changed[at] ^= (unsigned char)(1 + (text_len > 1 ? text[1] : 0) % 255);
+        lua_pushlstring(L, (const char *)changed, body_len);
+        lua_remove(L, -2);
+    } else {
+        lua_pushlstring(L, (const char *)body, body_len);
+    }
     lua_newtable(L); /* headers */
     lua_newtable(L); /* opts */
     switch (mode) {
@@ -261,10 +276,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lua_pushstring(L, rsa_pem);
         lua_setfield(L, 4, "legacy_rsa_key");
         break;
-    default:
+    case 4:
         lua_pushstring(L, sig);
         lua_setfield(L, 3, "x-ghl-signature");
         lua_pushlstring(L, (const char *)text, text_len);
+        lua_setfield(L, 4, "public_key");
+        break;
+    default:
+        lua_pushstring(L, sig);
+        lua_setfield(L, 3, "X-Ghl-Signature");
+        lua_pushstring(L, ed_spki);
         lua_setfield(L, 4, "public_key");
         break;
     }
@@ -293,6 +314,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     case 3:
         CHECK(!ok && strcmp(kind, "signature") == 0, "an RSA signature verified");
+        break;
+    case 5:
+        CHECK(!ok && strcmp(kind, "signature") == 0, "a changed body verified");
         break;
     default:
         break;
