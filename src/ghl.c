@@ -8,6 +8,7 @@
 #include "compat.h"
 #include "options.h"
 #include "shape.h"
+#include "webhook.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -60,6 +61,7 @@ EXPORT int luaopen_ghl(lua_State *L) {
     lua_newtable(L);
     luaL_setfuncs(L, functions, 0);
     ghl_client_open(L);
+    ghl_webhook_open(L);
     lua_pushliteral(L, GHL_VERSION);
     lua_setfield(L, -2, "VERSION");
     lua_pushliteral(L, GHL_API_VERSION);

@@ -158,6 +158,31 @@ static int normalize(lua_State *L, int t) {
     return 0;
 }
 
+const char *ghl_decode_json(lua_State *L, const char *body, size_t len) {
+    const char *why = json_decode(L, body, len);
+    int t;
+    if (why != NULL) return why;
+    t = lua_type(L, -1);
+    if (t == LUA_TTABLE && normalize(L, lua_gettop(L)) != 0) {
+        lua_pop(L, 1);
+        return "a number is out of range";
+    }
+    if (t == LUA_TNUMBER) { /* a bare number: the same rule as a member */
+        double d = lua_tonumber(L, -1);
+        if (isinf(d) || isnan(d)) {
+            lua_pop(L, 1);
+            return "a number is out of range";
+        }
+#if GHL_HAS_INTEGERS
+        if (!lua_isinteger(L, -1) && d == floor(d) && fabs(d) <= 9007199254740991.0) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, (lua_Integer)d);
+        }
+#endif
+    }
+    return NULL;
+}
+
 /* The `type` rule: the message's own TYPE_* messageType, else the name
  * MESSAGE_TYPES gives the number, else the number stays. */
 void ghl_convert_type(lua_State *L, int m) {
