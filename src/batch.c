@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h> /* looped runs; elsewhere they are not built */
+#endif
 
 #include "retry.h"
 
@@ -57,6 +59,7 @@ static int heap_pop(ghl_batch *b) {
 }
 
 /* ---- looped: libcurl's sockets in an epoll set of our own ---- */
+#ifdef __linux__
 
 /* libcurl says what to wait for on a socket: the set changes at once, so no
  * descriptor the host might see is ever stale. */
@@ -117,6 +120,19 @@ static CURLMcode drive_looped(ghl_batch *b) {
     }
     return mcode;
 }
+
+#else /* no epoll: looped runs cannot be opened */
+
+static CURLcode watch_sockets(ghl_batch *b) {
+    (void)b;
+    return CURLE_NOT_BUILT_IN;
+}
+
+static CURLMcode drive_looped(ghl_batch *b) {
+    (void)b;
+    return CURLM_INTERNAL_ERROR;
+}
+#endif
 
 /* ---- the engine ---- */
 

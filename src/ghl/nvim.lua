@@ -136,7 +136,8 @@ local function close_an_idle_engine()
 end
 
 local function engine_for(opts)
-  local client = require("ghl")._looped_client(opts)
+  local ok, client = pcall(require("ghl")._looped_client, opts) -- bad options raise, unprefixed
+  if not ok then error(client, 0) end
   local e = engines[client]
   if e == nil then
     if engine_count >= ENGINES_MAX then close_an_idle_engine() end
@@ -157,11 +158,11 @@ end
 
 -- ghl_nvim.get_message(id, opts, callback)
 function M.get_message(id, opts, callback)
-  local ghl = require("ghl")
   check_callback("callback", callback)
-  -- misuse raises here, with the C module's message, before anything is sent
-  local ok, err = pcall(ghl.get_message_request, id, opts)
-  if not ok then error(err, 0) end
+  -- misuse raises here, with the C module's message (LuaJIT would prefix a
+  -- position), before anything is sent; a token function is not called yet
+  local ok, why = pcall(require("ghl")._check_id, id) -- called from pcall: no position prefix
+  if not ok then error(why, 0) end
   local e = engine_for(opts)
   e:add("get_message", { id, opts }, 2, callback)
 end
@@ -189,7 +190,7 @@ end
 for name, arity in pairs(METHODS) do
   Client[name] = function(self, ...)
     local n = select("#", ...)
-    local callback = select(n, ...)
+    local callback = n > 0 and select(n, ...) or nil
     check_callback("callback", callback)
     local args = { ... }
     args[n] = nil
