@@ -387,7 +387,8 @@ void ghl_batch_end(ghl_batch *b) {
         ghl_transfer *t = b->pool[i];
         if (t->job != NULL && b->multi != NULL) curl_multi_remove_handle(b->multi, t->easy);
         t->job = NULL;
-        ghl_response_reset(&t->response, GHL_BUFFER_KEEP); /* an idle client keeps no large body */
+        /* an idle client keeps no large body (the next attempt resets the rest) */
+        if (t->response.body.cap > GHL_BUFFER_KEEP) ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
     }
     b->handed = NULL;
     if (b->slots != NULL) { /* a looped run's own arrays */

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ghl_buffer_append(ghl_buffer *b, const char *bytes, size_t n) {
+int ghl_buffer_reserve(ghl_buffer *b, size_t n) {
     if (n >= (size_t)-1 - b->len) return -1;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
@@ -17,6 +17,11 @@ int ghl_buffer_append(ghl_buffer *b, const char *bytes, size_t n) {
         b->data = grown;
         b->cap = cap;
     }
+    return 0;
+}
+
+int ghl_buffer_append(ghl_buffer *b, const char *bytes, size_t n) {
+    if (ghl_buffer_reserve(b, n) != 0) return -1;
     memcpy(b->data + b->len, bytes, n);
     b->len += n;
     b->data[b->len] = '\0';

@@ -14,6 +14,10 @@ typedef struct ghl_buffer {
  * is left as it was). data stays NUL-terminated after every append. */
 int ghl_buffer_append(ghl_buffer *b, const char *bytes, size_t n);
 
+/* Makes room for n more bytes (and the NUL) without writing them; returns
+ * 0, or -1 when memory runs out. */
+int ghl_buffer_reserve(ghl_buffer *b, size_t n);
+
 /* Empties the buffer for reuse, giving back memory above keep bytes. */
 void ghl_buffer_reset(ghl_buffer *b, size_t keep);
 

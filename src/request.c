@@ -59,16 +59,6 @@ static void copy_piece(const char *p, size_t n, void *ctx) {
     *out += n;
 }
 
-typedef struct appending {
-    ghl_buffer *out;
-    int failed;
-} appending;
-
-static void append_piece(const char *p, size_t n, void *ctx) {
-    appending *a = ctx;
-    if (!a->failed && ghl_buffer_append(a->out, p, n) != 0) a->failed = 1;
-}
-
 size_t ghl_request_path_len(const ghl_request *r) {
     size_t n = 0;
     walk_path(r, count_piece, &n);
@@ -82,16 +72,21 @@ void ghl_request_write_path(const ghl_request *r, char *out) {
 }
 
 int ghl_request_url(const ghl_request *r, const char *base, size_t base_len, ghl_buffer *out) {
-    appending a;
-    a.out = out;
-    a.failed = 0;
+    size_t path = ghl_request_path_len(r), query = r->query != NULL && r->query_len > 0 ? r->query_len + 1 : 0;
+    char *p;
     out->len = 0;
-    if (ghl_buffer_append(out, base, base_len) != 0) return -1;
-    walk_path(r, append_piece, &a);
-    if (a.failed) return -1;
-    if (r->query != NULL && r->query_len > 0 &&
-        (ghl_buffer_append(out, "?", 1) != 0 || ghl_buffer_append(out, r->query, r->query_len) != 0))
-        return -1;
+    if (ghl_buffer_reserve(out, base_len + path + query) != 0) return -1; /* one write, no regrowth */
+    p = out->data;
+    memcpy(p, base, base_len);
+    ghl_request_write_path(r, p + base_len);
+    p += base_len + path;
+    if (query > 0) {
+        *p++ = '?';
+        memcpy(p, r->query, r->query_len);
+        p += r->query_len;
+    }
+    *p = '\0';
+    out->len = (size_t)(p - out->data);
     return 0;
 }
 

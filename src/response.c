@@ -8,13 +8,15 @@
 #include <curl/curl.h> /* curl_getdate: an HTTP-date parser */
 
 void ghl_response_reset(ghl_response *r, size_t keep) {
-    size_t max_body = r->max_body;
-    ghl_buffer body = r->body;
-    ghl_buffer_reset(&body, keep);
-    memset(r, 0, sizeof *r);
-    r->body = body;
-    r->max_body = max_body;
+    /* field by field: the text arrays need only their first byte cleared */
+    ghl_buffer_reset(&r->body, keep);
+    r->status = 0;
+    memset(&r->ratelimit, 0, sizeof r->ratelimit);
     r->retry_after = -1;
+    r->too_large = r->out_of_memory = r->retryable = r->unsent = r->transport_code = 0;
+    r->failure = GHL_FAIL_NONE;
+    r->error[0] = '\0';
+    r->content_type[0] = '\0';
 }
 
 void ghl_response_free(ghl_response *r) {
@@ -82,22 +84,23 @@ int ghl_response_header(ghl_response *r, const char *line, size_t len) {
         {"limit-daily:", GHL_RL_DAILY_LIMIT, offsetof(ghl_ratelimit, daily_limit)},
         {"daily-remaining:", GHL_RL_DAILY_REMAINING, offsetof(ghl_ratelimit, daily_remaining)},
     };
-    static const char rl_prefix[] = "x-ratelimit-", cl[] = "content-length:", ra[] = "retry-after:",
-                      ct[] = "content-type:";
+    static const char rl_prefix[] = "x-ratelimit-", content[] = "content-", ra[] = "retry-after:";
     size_t vlen, i;
     const char *v;
     if (len == 0) return 0;
     switch (line[0]) { /* the headers read here start with C, R or X */
     case 'C': case 'c':
-        if (starts_with(line, len, ct, sizeof ct - 1)) {
-            v = value_after(line, len, sizeof ct - 1, &vlen);
+        if (!starts_with(line, len, content, sizeof content - 1)) return 0;
+        line += sizeof content - 1, len -= sizeof content - 1;
+        if (r->wants_content_type && starts_with(line, len, "type:", 5)) {
+            v = value_after(line, len, 5, &vlen);
             if (vlen >= sizeof r->content_type) vlen = sizeof r->content_type - 1;
             memcpy(r->content_type, v, vlen);
             r->content_type[vlen] = '\0';
             return 0;
         }
-        if (!starts_with(line, len, cl, sizeof cl - 1)) return 0;
-        v = value_after(line, len, sizeof cl - 1, &vlen);
+        if (!starts_with(line, len, "length:", 7)) return 0;
+        v = value_after(line, len, 7, &vlen);
         {
             long n = parse_count(v, vlen);
             if (n >= 0 && (size_t)n > r->max_body) {

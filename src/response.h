@@ -49,10 +49,12 @@ typedef struct ghl_response {
     int retryable;             /* the failure is one a retry may cure */
     int unsent;                /* the request provably never reached the server */
     char error[GHL_ERROR_SIZE];/* the transport's text, may be empty */
+    int wants_content_type;    /* keep the Content-Type below (set before the attempt) */
     char content_type[128];    /* the Content-Type header's value, cut to fit; may be empty */
 } ghl_response;
 
-/* Empties r for the next attempt, giving back a body buffer above keep bytes. */
+/* Empties r for the next attempt, giving back a body buffer above keep
+ * bytes (wants_content_type and max_body stay). */
 void ghl_response_reset(ghl_response *r, size_t keep);
 
 /* Reads one header line ("Name: value\r\n"). Returns 0, or -1 when a

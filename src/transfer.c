@@ -187,6 +187,7 @@ CURLcode ghl_transfer_prepare(ghl_transfer *t, const ghl_request *r, const char 
     CURLcode code;
     CURL *e = t->easy;
     ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
+    t->response.wants_content_type = r->endpoint->unwrap == GHL_UNWRAP_BYTES;
     code = set_method(t, r);
     SET(CURLOPT_URL, url);
     if (timeout_ms != t->timeout_ms) SET(CURLOPT_TIMEOUT_MS, timeout_ms);
