@@ -181,6 +181,82 @@ static int exchange_status(lua_State *L) {
     return 0;
 }
 
+/* Whether [p, p + n) starts with the lower-case name (':' included), in any case. */
+static int has_name(const char *p, size_t n, const char *name) {
+    size_t i, len = strlen(name);
+    if (n < len) return 0;
+    for (i = 0; i < len; i++)
+        if (p[i] != name[i] && !(p[i] >= 'A' && p[i] <= 'Z' && p[i] + 32 == name[i])) return 0;
+    return 1;
+}
+
+/* Whether [p, p + n) holds the lower-case word, in any case. */
+static int holds_word(const char *p, size_t n, const char *word) {
+    size_t len = strlen(word);
+    for (; n >= len; p++, n--)
+        if (has_name(p, len, word)) return 1;
+    return 0;
+}
+
+/* ex:head(block): the status line and the header lines of one response, as
+ * read up to the empty line. Reads them as status() and header() would, and
+ * returns what the transport needs to read the body: status, length (-1:
+ * none), chunked, keep (the connection may be kept); or false when the body
+ * would be too large; or nil and why when the block is not a response head. */
+static int exchange_head(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    size_t len;
+    const char *p = luaL_checklstring(L, 2, &len), *end = p + len, *eol;
+    long status, length = -1;
+    int chunked = 0, keep;
+    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
+        p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
+        lua_pushnil(L);
+        lua_pushliteral(L, "bad status line");
+        return 2;
+    }
+    keep = p[7] == '1';
+    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    ex->response.status = status;
+    memset(&ex->response.ratelimit, 0, sizeof ex->response.ratelimit);
+    ex->response.retry_after = -1;
+    ex->answered = 1;
+    for (p = memchr(p, '\n', len); p != NULL && ++p < end; p = eol) {
+        size_t n;
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL) eol = end;
+        n = (size_t)(eol - p);
+        if (ghl_response_header(&ex->response, p, n) != 0) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        if (has_name(p, n, "content-length:")) {
+            const char *v = p + 15;
+            long x = 0;
+            int digits = 0;
+            while (v < eol && (*v == ' ' || *v == '\t')) v++;
+            for (; v < eol && *v >= '0' && *v <= '9' && digits < 16; v++, digits++) x = x * 10 + (*v - '0');
+            while (v < eol && (*v == ' ' || *v == '\t' || *v == '\r')) v++;
+            if (digits == 0 || v != eol) {
+                lua_pushnil(L);
+                lua_pushliteral(L, "bad Content-Length");
+                return 2;
+            }
+            length = x;
+        } else if (has_name(p, n, "transfer-encoding:")) {
+            chunked = holds_word(p + 18, n - 18, "chunked");
+        } else if (has_name(p, n, "connection:")) {
+            if (holds_word(p + 11, n - 11, "close")) keep = 0;
+        }
+    }
+    if (chunked) length = -1;
+    lua_pushinteger(L, status);
+    lua_pushinteger(L, length);
+    lua_pushboolean(L, chunked);
+    lua_pushboolean(L, keep);
+    return 4;
+}
+
 /* ex:header(line) -> false when Content-Length says the body is too large */
 static int exchange_header(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
@@ -336,6 +412,7 @@ void ghl_exchange_open(lua_State *L) {
         {"batch", exchange_batch},
         {"status", exchange_status},
         {"header", exchange_header},
+        {"head", exchange_head},
         {"body", exchange_body},
         {"fail", exchange_fail},
         {"next_attempt", exchange_next_attempt},

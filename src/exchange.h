@@ -15,6 +15,9 @@
  *   ex:timeouts()   connect_timeout, timeout (seconds, one attempt)
  *   ex:status(code) a status line came: a new response starts
  *   ex:header(line) one header line; false: the body would be too large
+ *   ex:head(block)  status line and header lines at once (as status() and
+ *                   header()) -> status, length (-1: none), chunked, keep;
+ *                   false: too large; nil, why: not a response head
  *   ex:body(chunk)  body bytes; false: max_body_size passed (stop reading)
  *   ex:fail(what, text)  no whole response; what is one of resolve, connect,
  *                   timeout, send, recv, closed, tls, verify, protocol

@@ -28,7 +28,7 @@ local tcp = ngx and ngx.socket and ngx.socket.tcp
 local now, sleep = ngx and ngx.now, ngx and ngx.sleep
 local spawn, wait, kill = ngx and ngx.thread.spawn, ngx and ngx.thread.wait, ngx and ngx.thread.kill
 local floor, min = math.floor, math.min
-local byte, lower, find, match = string.byte, string.lower, string.find, string.match
+local find, match = string.find, string.match
 local unpack = unpack or table.unpack -- luacheck: ignore
 
 local M = {
@@ -167,51 +167,24 @@ end
 -- whether the connection may be kept), or false, what, text; what is "stale"
 -- when the connection was closed before any byte of the answer came.
 local function read_response(sock, ex, deadline)
-  local line, err, partial, status, chunked, length, keep
+  -- the head in one read, judged in C (status, the headers ghl reads, framing)
+  local reader = sock:receiveuntil("\r\n\r\n")
+  local status, length, chunked, keep
   repeat -- skip any 1xx interim answer
     sock:settimeout(ms(deadline - now()))
-    line, err, partial = sock:receive("*l")
-    if not line then
+    local head, err, partial = reader()
+    if not head then
       if err ~= "timeout" and (partial == nil or partial == "") then return false, "stale", err end
-      return false, io_failure(err), err
+      return false, io_failure(err), "reading the headers: " .. err
     end
-    local minor
-    minor, status = match(line, "^HTTP/1%.([01]) (%d%d%d)")
-    if not status then return false, "protocol", "bad status line" end
-    status = tonumber(status)
-    ex:status(status)
-    chunked, length, keep = false, nil, minor == "1"
-    while true do
-      sock:settimeout(ms(deadline - now()))
-      line, err = sock:receive("*l")
-      if not line then return false, io_failure(err), "reading the headers: " .. err end
-      if line == "" then break end
-      if not ex:header(line) then return false, "too_large" end
-      local c = byte(line)
-      if c == 67 or c == 99 or c == 84 or c == 116 then -- C, T: the framing headers
-        local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
-        if name then
-          name = lower(name)
-          if name == "content-length" then
-            length = tonumber(value)
-            if not length or length < 0 or length ~= floor(length) then
-              return false, "protocol", "bad Content-Length"
-            end
-          elseif name == "transfer-encoding" then
-            chunked = find(lower(value), "chunked", 1, true) ~= nil
-          elseif name == "connection" then
-            value = lower(value)
-            if find(value, "close", 1, true) then keep = false end
-          end
-        end
-      end
-    end
-  until status >= 200 or status == 101
+    status, length, chunked, keep = ex:head(head)
+    if status == false then return false, "too_large" end
+    if not status then return false, "protocol", length end
+  until status >= 200
   if status == 204 or status == 304 then return true, keep end
-  local ok, text
-  ok, text = read_body(sock, ex, deadline, chunked, not chunked and length or nil)
+  local ok, text = read_body(sock, ex, deadline, chunked, length >= 0 and length or nil)
   if ok ~= true then return false, ok, text end
-  return true, keep and (chunked or length ~= nil)
+  return true, keep and (chunked or length >= 0)
 end
 
 -- One attempt on a pooled or new connection; reports to ex what happened.
