@@ -9,9 +9,10 @@
 
 /* ---- life cycle ---- */
 
-/* Empties a buffer that held the token, leaving no copy behind. */
+/* Empties a buffer that held the token, leaving no copy behind (what it
+ * holds is always written from its start, so len covers every byte used). */
 static void wipe(ghl_buffer *b) {
-    if (b->data != NULL) memset(b->data, 0, b->cap);
+    if (b->data != NULL) memset(b->data, 0, b->len);
     b->len = 0;
 }
 
@@ -125,7 +126,7 @@ static int exchange_request(lua_State *L) {
     target t;
     ghl_buffer *b = &ex->scratch;
     int i, n, ok;
-    b->len = 0;
+    wipe(b);
     split_base_url(&ex->options, &t);
     ghl_request_path(&ex->request, path);
     snprintf(port, sizeof port, ":%ld", t.port);
