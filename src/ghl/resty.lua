@@ -39,8 +39,11 @@ local M = {
   KEEPALIVE_TIMEOUT = 60, -- seconds an idle connection stays in the pool
 }
 
--- Where cosockets work.
-local PHASES = { rewrite = true, access = true, content = true, timer = true }
+-- Where cosockets (and light threads) work.
+local PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
 
 local function check_phase()
   if not tcp then
@@ -61,6 +64,8 @@ local UNSUPPORTED = {
 -- A copy of opts without pool_size (ghl.resty's own), and pool_size.
 local function split_options(opts)
   if type(opts) ~= "table" then return opts, M.POOL_SIZE end
+  -- the common case: nothing to take out (the C side never changes the table)
+  if opts.pool_size == nil and opts.cainfo == nil and opts.proxy == nil then return opts, M.POOL_SIZE end
   local copy = {}
   for k, v in pairs(opts) do copy[k] = v end
   for key, why in pairs(UNSUPPORTED) do
