@@ -28,7 +28,7 @@ local tcp = ngx and ngx.socket and ngx.socket.tcp
 local now, sleep = ngx and ngx.now, ngx and ngx.sleep
 local spawn, wait, kill = ngx and ngx.thread.spawn, ngx and ngx.thread.wait, ngx and ngx.thread.kill
 local floor, min = math.floor, math.min
-local find, match = string.find, string.match
+local find, match, sub = string.find, string.match, string.sub
 local unpack = unpack or table.unpack -- luacheck: ignore
 
 local M = {
@@ -132,31 +132,69 @@ local function read_exact(sock, ex, deadline, n)
   return true
 end
 
--- Reads the body (chunked, Content-Length, or to the close) into ex.
--- Returns true when it is whole, or the failure ("too_large" included).
-local function read_body(sock, ex, deadline, chunked, length)
-  if length then return read_exact(sock, ex, deadline, length) end
-  if chunked then
+-- Reads a chunked body into ex; buf holds what was read past the head.
+-- Returns true (and whether bytes came after the body), or the failure.
+local function read_chunked(sock, ex, deadline, buf)
+  local pos = 1
+  local function line() -- the next CRLF-ended line, reading more as needed
     while true do
-      sock:settimeout(ms(deadline - now()))
-      local line, err = sock:receive("*l")
-      if not line then return io_failure(err), "reading a chunk size: " .. err end
-      local size = tonumber(match(line, "^%s*(%x+)"), 16)
-      if not size then return "protocol", "bad chunk size line" end
-      if size == 0 then
-        repeat -- trailers, up to the empty line
-          line, err = sock:receive("*l")
-          if not line then return io_failure(err), "reading the trailers: " .. err end
-        until line == ""
-        return true
+      local e = find(buf, "\r\n", pos, true)
+      if e then
+        local l = sub(buf, pos, e - 1)
+        pos = e + 2
+        return l
       end
-      local ok, text = read_exact(sock, ex, deadline, size)
-      if ok ~= true then return ok, text end
+      if #buf - pos > 4096 then return nil, "protocol" end
       sock:settimeout(ms(deadline - now()))
-      line, err = sock:receive(2)
-      if line ~= "\r\n" then return err and io_failure(err) or "protocol", "bad chunk end" end
+      local data, err = sock:receiveany(65536)
+      if not data then return nil, err end
+      buf, pos = sub(buf, pos) .. data, 1
     end
   end
+  local function failed(err, what)
+    if err == "protocol" then return "protocol", "bad " .. what end
+    return io_failure(err), "reading " .. what .. ": " .. err
+  end
+  while true do
+    local l, err = line()
+    if not l then return failed(err, "a chunk size") end
+    local size = tonumber(match(l, "^%s*(%x+)"), 16)
+    if not size then return "protocol", "bad chunk size line" end
+    if size == 0 then
+      repeat -- trailers, up to the empty line
+        l, err = line()
+        if not l then return failed(err, "the trailers") end
+      until l == ""
+      return true, pos <= #buf
+    end
+    local have = #buf - pos + 1 -- the chunk's data: what is here, then the rest
+    if have >= size then
+      if not ex:body(sub(buf, pos, pos + size - 1)) then return "too_large" end
+      pos = pos + size
+    else
+      if have > 0 and not ex:body(sub(buf, pos)) then return "too_large" end
+      buf, pos = "", 1
+      local ok, text = read_exact(sock, ex, deadline, size - have)
+      if ok ~= true then return ok, text end
+    end
+    l, err = line()
+    if l ~= "" then return l and "protocol" or io_failure(err), "bad chunk end" end
+  end
+end
+
+-- Reads the body (chunked, Content-Length, or to the close) into ex; buf
+-- holds what was read past the head. Returns true (and whether bytes came
+-- after the body), or the failure ("too_large" included) and its text.
+local function read_body(sock, ex, deadline, chunked, length, buf)
+  if length then
+    if #buf >= length then
+      return ex:body(sub(buf, 1, length)) or "too_large", #buf > length
+    end
+    if buf ~= "" and not ex:body(buf) then return "too_large" end
+    return read_exact(sock, ex, deadline, length - #buf)
+  end
+  if chunked then return read_chunked(sock, ex, deadline, buf) end
+  if buf ~= "" and not ex:body(buf) then return "too_large" end
   while true do -- no framing: the body ends with the connection
     sock:settimeout(ms(deadline - now()))
     local data, err = sock:receiveany(65536)
@@ -168,28 +206,38 @@ local function read_body(sock, ex, deadline, chunked, length)
   end
 end
 
+local MAX_HEAD = 65536
+
 -- Reads the status line, headers and body. Returns true (whole, and
 -- whether the connection may be kept), or false, what, text; what is "stale"
 -- when the connection was closed before any byte of the answer came.
 local function read_response(sock, ex, deadline)
-  -- the head in one read, judged in C (status, the headers ghl reads, framing)
-  local reader = sock:receiveuntil("\r\n\r\n")
-  local status, length, chunked, keep
+  -- a small answer comes in one read: the head is judged in C (status, the
+  -- headers ghl reads, framing), and what follows it starts the body
+  local buf, status, length, chunked, keep = ""
   repeat -- skip any 1xx interim answer
-    sock:settimeout(ms(deadline - now()))
-    local head, err, partial = reader()
-    if not head then
-      if err ~= "timeout" and (partial == nil or partial == "") then return false, "stale", err end
-      return false, io_failure(err), "reading the headers: " .. err
+    local e = find(buf, "\r\n\r\n", 1, true)
+    while not e do
+      if #buf > MAX_HEAD then return false, "protocol", "response head over 64 KiB" end
+      sock:settimeout(ms(deadline - now()))
+      local data, err = sock:receiveany(65536)
+      if not data then
+        if err ~= "timeout" and buf == "" then return false, "stale", err end
+        return false, io_failure(err), "reading the headers: " .. err
+      end
+      local from = #buf - 2 -- the end marker may straddle two reads
+      buf = buf .. data
+      e = find(buf, "\r\n\r\n", from > 1 and from or 1, true)
     end
-    status, length, chunked, keep = ex:head(head)
+    status, length, chunked, keep = ex:head(sub(buf, 1, e - 1))
     if status == false then return false, "too_large" end
     if not status then return false, "protocol", length end
+    buf = sub(buf, e + 4)
   until status >= 200
-  if status == 204 or status == 304 then return true, keep end
-  local ok, text = read_body(sock, ex, deadline, chunked, length >= 0 and length or nil)
-  if ok ~= true then return false, ok, text end
-  return true, keep and (chunked or length >= 0)
+  if status == 204 or status == 304 then return true, keep and buf == "" end
+  local ok, extra = read_body(sock, ex, deadline, chunked, length >= 0 and length or nil, buf)
+  if ok ~= true then return false, ok, extra end
+  return true, keep and not extra and (chunked or length >= 0)
 end
 
 -- One attempt on a pooled or new connection; reports to ex what happened.
