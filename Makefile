@@ -5,7 +5,7 @@ RUNTIME    ?= lua5.4
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 GHL_CFLAGS  = -std=c99 -fPIC -Wall -Wextra -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
-LDLIBS      = -lcurl -pthread
+LDLIBS      = -lcurl -lcrypto -pthread
 SOURCES     = $(wildcard src/*.c)
 HEADERS     = $(wildcard src/*.h)
 
@@ -54,7 +54,8 @@ demo:
 rock:
 	@mkdir -p build/rock
 	$(CC) $(CFLAGS) $(GHL_CFLAGS) -I$(LUA_INCDIR) $(if $(CURL_INCDIR),-I$(CURL_INCDIR)) \
-	  -shared -o build/rock/ghl.so $(SOURCES) $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR)) $(LDLIBS)
+	  $(if $(OPENSSL_INCDIR),-I$(OPENSSL_INCDIR)) -shared -o build/rock/ghl.so $(SOURCES) \
+	  $(if $(CURL_LIBDIR),-L$(CURL_LIBDIR)) $(if $(OPENSSL_LIBDIR),-L$(OPENSSL_LIBDIR)) $(LDLIBS)
 
 rock-install:
 	install -d $(INST_LIBDIR) $(INST_LUADIR)/ghl

@@ -22,6 +22,8 @@ dependencies = {
 }
 external_dependencies = {
    CURL = { header = "curl/curl.h", library = "curl" },
+   -- libcrypto (OpenSSL 3) verifies webhook signatures: ghl.verify_webhook
+   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 build = {
    -- the Makefile builds with -fvisibility=hidden so only luaopen_ghl is exported
@@ -32,6 +34,8 @@ build = {
       LUA_INCDIR = "$(LUA_INCDIR)",
       CURL_INCDIR = "$(CURL_INCDIR)",
       CURL_LIBDIR = "$(CURL_LIBDIR)",
+      OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+      OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
    },
    install_target = "rock-install",
    install_variables = {

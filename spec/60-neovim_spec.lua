@@ -167,6 +167,169 @@ tests[#tests + 1] = { "fetches run side by side", function()
   check(secs < 5.0, "three 2 s fetches took " .. secs .. " s")
 end }
 
+tests[#tests + 1] = { "a retry waits on the main loop and the answer says so", function()
+  local ticks = 0
+  local timer = uv.new_timer()
+  timer:start(20, 20, function() ticks = ticks + 1 end)
+  local r = fetch(fresh("flaky_503_1"), { token = TOKEN, base_url = BASE, max_retry_delay = 0.5 })
+  timer:stop()
+  timer:close()
+  check(r.err == nil and r.msg.type == "TYPE_SMS", tostring(r.err))
+  check(r.info.attempts == 2 and r.info.status == 200, "attempts " .. tostring(r.info.attempts))
+  check(ticks >= 1, "the loop stood still during the retry")
+end }
+
+tests[#tests + 1] = { "forty fetches at once, more than the concurrency: each gets its own answer", function()
+  local want, got, errs = {}, 0, {}
+  for i = 1, 40 do
+    local id = fresh("echo") .. "x" .. i
+    want[#want + 1] = id
+    gn.get_message(id, opts, function(msg, err)
+      if msg and msg.id == id and msg.body == id then got = got + 1
+      else errs[#errs + 1] = id .. ": " .. tostring(err or (msg and msg.id)) end
+    end)
+  end
+  check(vim.wait(20000, function() return got + #errs == 40 end, 10), "got " .. got .. " of 40")
+  check(#errs == 0, table.concat(errs, "; "))
+end }
+
+tests[#tests + 1] = { "a timeout arrives through the callback, with the loop free meanwhile", function()
+  local ticks = 0
+  local timer = uv.new_timer()
+  timer:start(20, 20, function() ticks = ticks + 1 end)
+  local r = fetch(fresh("never_answer"), { token = TOKEN, base_url = BASE, timeout = 0.5, retries = 0 })
+  timer:stop()
+  timer:close()
+  check(r.msg == nil and r.info.kind == "timeout", "kind " .. tostring(r.info.kind))
+  check(r.info.attempts == 1 and r.info.curl_code == 28, "info")
+  check(ticks >= 10, "only " .. ticks .. " timer ticks during a 0.5 s timeout")
+end }
+
+tests[#tests + 1] = { "per-call settings share the connection of their option set", function()
+  local a = ghl._looped_client({ token = TOKEN, base_url = BASE, timeout = 1 })
+  local b = ghl._looped_client({ token = TOKEN, base_url = BASE, timeout = 2, retries = 0 })
+  local c = ghl._looped_client({ token = TOKEN, base_url = BASE, version = "2021-07-28" })
+  check(rawequal(a, b), "a per-call setting made a client of its own")
+  check(not rawequal(a, c), "another version shares a client")
+  local ok, err = pcall(a.get_message, a, "abc")
+  check(not ok and tostring(err):find("event loop", 1, true), tostring(err))
+end }
+
+-- Calls method on client with args and a callback, waits (bounded).
+local function call(client, method, ...)
+  local got
+  local args = { ... }
+  args[#args + 1] = function(result, err, info)
+    got = { result = result, err = err, info = info, fast = vim.in_fast_event() }
+  end
+  client[method](client, unpack(args))
+  check(vim.wait(10000, function() return got ~= nil end, 10), "no callback for " .. method)
+  return got
+end
+
+local function walk(client, method, ...)
+  local items, done = {}, nil
+  local n = select("#", ...)
+  local args = { ... }
+  args[n + 1] = function(item, info) items[#items + 1] = { item = item, trace = info.trace_id } end
+  args[n + 2] = function(ok, err, info) done = { ok = ok, err = err, info = info } end
+  client[method](client, unpack(args, 1, n + 2))
+  check(vim.wait(10000, function() return done ~= nil end, 10), "no on_done for " .. method)
+  return items, done
+end
+
+tests[#tests + 1] = { "a client has every method: each answers through its callback on the main loop", function()
+  local c = gn.new(opts)
+  local r = call(c, "get_conversation", fresh("ok"), nil)
+  check(r.err == nil and r.result.type == 1 and r.result.traceId == nil, tostring(r.err))
+  check(r.info.trace_id == "conv-trace-0001" and r.fast == false, "info")
+  r = call(c, "list_messages", fresh("pages"), { limit = 2 }, nil)
+  check(#r.result.messages == 2 and r.result.next_page == true, "page")
+  check(r.result.messages[1].type == "TYPE_SMS" or type(r.result.messages[1].type) == "string", "type rule")
+  r = call(c, "get_recording", fresh("ok"), "LoC1", nil)
+  check(r.info.content_type == "audio/x-wav" and #r.result == 556 and r.result:sub(1, 4) == "RIFF", "wav")
+  r = call(c, "request", "GET", "/spec/array", nil, nil)
+  check(r.result[1] == 1 and r.result[2] == ghl.null and r.result[3] == "two", "array")
+  r = call(c, "send_message", { type = "SMS", contactId = fresh("ok"), message = "hi" }, nil)
+  check(r.result.messageId == "MsG00000000000sent01" and r.info.trace_id == "send-ok", tostring(r.err))
+  r = call(c, "get_email", fresh("ok")) -- the callback right after the last given argument
+  check(r.err == nil and type(r.result.id) == "string", tostring(r.err))
+  c:close()
+end }
+
+tests[#tests + 1] = { "get_messages on a client: every id once, answers and failures by id", function()
+  local c = gn.new(opts)
+  local ids = {}
+  for i = 1, 12 do ids[i] = fresh("echo") .. "g" .. i end
+  ids[13] = ids[1]
+  local bad = fresh("err_404")
+  ids[14] = bad
+  local got
+  c:get_messages(ids, { concurrency = 3 }, function(messages, failures) got = { m = messages, f = failures } end)
+  check(vim.wait(15000, function() return got ~= nil end, 10), "no callback")
+  local n = 0
+  for id, msg in pairs(got.m) do n = n + 1 check(msg.id == id, "id " .. id) end
+  check(n == 12, "messages " .. n)
+  check(got.f[bad] and got.f[bad].status == 404 and got.f[bad].errmsg:find("^ghl: HTTP 404"), "failure")
+  local rl = c:rate_limit()
+  check(type(rl) == "table" and rl.max == 100, "rate_limit")
+  local ok, err = pcall(c.get_messages, c, { "ok", "bad id" }, nil, function() end)
+  check(not ok and tostring(err):find("'id'", 1, true), tostring(err))
+  ok, err = pcall(c.get_messages, c, { "ok" }, { concurrency = 0 }, function() end)
+  check(not ok and tostring(err):find("concurrency", 1, true), tostring(err))
+  c:close()
+end }
+
+tests[#tests + 1] = { "a send that failed once it was sent is not repeated", function()
+  local c = gn.new(opts)
+  local r = call(c, "send_message", { type = "SMS", contactId = fresh("flaky_503_1") }, { retries = 2 })
+  check(r.result == nil and r.info.status == 503 and r.info.attempts == 1, "attempts " .. tostring(r.info.attempts))
+  c:close()
+end }
+
+tests[#tests + 1] = { "each_message walks every page, one after the other, and ends once", function()
+  local c = gn.new(opts)
+  local items, done = walk(c, "each_message", fresh("pages"), { limit = 2 }, nil)
+  check(#items == 5, "items " .. #items)
+  check(items[1].trace == "list-pages-1" and items[3].trace == "list-pages-2" and items[5].trace == "list-pages-3",
+    "pages " .. tostring(items[5].trace))
+  check(done.ok == true and done.err == nil, tostring(done.err))
+  items, done = walk(c, "each_message", fresh("failpage"), nil, nil)
+  check(#items == 2 and done.ok == nil and done.info.status == 422, "failpage " .. tostring(done.err))
+  items, done = walk(c, "each_conversation", { locationId = fresh("pages"), limit = 2 }, nil)
+  check(#items == 5 and done.ok == true, "conversations " .. #items)
+  c:close()
+end }
+
+tests[#tests + 1] = { "on_item returning false stops the walk", function()
+  local c = gn.new(opts)
+  local id = fresh("pages")
+  local n, done = 0, nil
+  c:each_message(id, { limit = 2 }, nil, function() n = n + 1 return false end,
+    function(ok) done = ok end)
+  check(vim.wait(10000, function() return done ~= nil end, 10), "no on_done")
+  check(n == 1 and done == true, "n " .. n)
+  c:close()
+end }
+
+tests[#tests + 1] = { "client misuse raises at the call; close drops what is in flight", function()
+  local c = gn.new(opts)
+  local ok, err = pcall(c.get_conversation, c, "bad id", nil, function() end)
+  check(not ok and tostring(err):find("conversation_id", 1, true), tostring(err))
+  ok, err = pcall(c.get_conversation, c, "abc")
+  check(not ok and tostring(err):find("callback", 1, true), tostring(err))
+  ok, err = pcall(c.get_conversation, c, "abc", { token = "x" }, function() end)
+  check(not ok and tostring(err):find("token", 1, true), tostring(err))
+  local called = false
+  c:get_conversation(fresh("never_answer"), { timeout = 5 }, function() called = true end)
+  vim.wait(200)
+  c:close()
+  vim.wait(300)
+  check(not called, "a callback after close")
+  ok, err = pcall(c.get_conversation, c, "abc", nil, function() end)
+  check(not ok and tostring(err):find("closed", 1, true), tostring(err))
+end }
+
 -- Every check runs, each reported on its own line, so the spec can name
 -- the one that failed.
 local failed = 0
@@ -219,7 +382,7 @@ describe("ghl.nvim in Neovim", function()
   end)
 
   it("finds the checks in the script", function()
-    assert.equal(9, #CHECKS)
+    assert.equal(19, #CHECKS)
   end)
 
   local function starts(s, prefix) return s:sub(1, #prefix) == prefix end
@@ -254,5 +417,51 @@ describe("ghl.nvim in Neovim", function()
     assert.truthy(finished, "nvim did not finish within 90 s:\n" .. output)
     assert.equal("0", rc, output)
     assert.truthy(output:find("ALL OK", 1, true), output)
+  end)
+end)
+
+-- :qa! with fetches in flight against a server that never answers: Neovim
+-- quits at once, it waits for none of them (a request has no thread to wait
+-- for: it runs on the main loop).
+local QUIT_SCRIPT = [==[
+local ROOT, BASE, TOKEN = os.getenv("GHL_SPEC_ROOT"), os.getenv("GHL_SPEC_BASE"), os.getenv("GHL_SPEC_TOKEN")
+package.path = ROOT .. "/src/?.lua;" .. package.path
+package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath
+local gn = require("ghl.nvim")
+local n = tonumber(os.getenv("GHL_SPEC_N"))
+for i = 1, n do
+  gn.get_message("never_answer--quit" .. os.time() .. "n" .. i,
+    { token = TOKEN, base_url = BASE, timeout = 30, retries = 0 }, function() end)
+end
+vim.wait(1000) -- the requests reach the server
+io.stdout:write("quitting\n")
+io.stdout:flush()
+vim.cmd("qa!")
+]==]
+
+describe("ghl.nvim when Neovim quits", function()
+  it(":qa! with 8 fetches in flight quits without waiting for them", function()
+    h.start()
+    local dir = h.temp_dir("ghl-nvim-quit")
+    h.write_file(dir .. "/quit.lua", QUIT_SCRIPT)
+    local env = "env GHL_SPEC_ROOT=" .. q(ROOT) .. " GHL_SPEC_BASE=" .. q(h.http_url)
+      .. " GHL_SPEC_TOKEN=" .. q(h.TOKEN) .. " GHL_SPEC_N=8 HOME=" .. q(dir) .. " XDG_STATE_HOME=" .. q(dir)
+      .. " XDG_DATA_HOME=" .. q(dir)
+    local proc = h.spawn(dir, "nvim", "exec " .. env
+      .. " nvim --headless --clean -n -i NONE -c " .. q("luafile " .. dir .. "/quit.lua"))
+    -- 8 fetches of 30 s each: waiting for them would take 30 s or more
+    local finished = h.wait_for(function() return h.read_file(proc.rc_file) end, 15)
+    h.stop_process(proc)
+    local output = h.read_file(proc.out) or ""
+    local rc = (h.read_file(proc.rc_file) or ""):gsub("%s+", "")
+    local seen = 0
+    for _, req in ipairs(h.requests()) do
+      if tostring(req.id or ""):find("^never_answer%-%-quit") then seen = seen + 1 end
+    end
+    h.remove_dir(dir)
+    assert.truthy(output:find("quitting", 1, true), output)
+    assert.truthy(finished, "Neovim still ran 15 s after :qa!")
+    assert.equal("0", rc, output)
+    assert.equal(8, seen) -- all of them were in flight
   end)
 end)

@@ -225,7 +225,13 @@ local function log_lines()
     f:close()
     local stop = 0 -- only whole lines: the server may be writing the last one
     for line, next_pos in s:gmatch("([^\n]*)\n()") do
-      if line ~= "" then parsed.entries[#parsed.entries + 1] = cjson.decode(line) end
+      if line ~= "" then
+        local entry = cjson.decode(line)
+        for k, v in pairs(entry) do -- a null field is absent, as in the module's own tables
+          if v == cjson.null then entry[k] = nil end
+        end
+        parsed.entries[#parsed.entries + 1] = entry
+      end
       stop = next_pos - 1
     end
     parsed.offset = parsed.offset + stop

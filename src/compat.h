@@ -48,6 +48,24 @@ static inline void *ghl_compat_testudata(lua_State *L, int idx, const char *name
 #endif
 #define ghl_gc_running(L) (lua_gc((L), LUA_GCISRUNNING, 0) == 1)
 
+/* Whether an error raised by a finalizer reaches the code that allocated.
+ * From 5.4 on it becomes a warning instead, so nothing can unwind through
+ * C code (lua-cjson) from a finalizer, and the collector need not pause. */
+#define GHL_FINALIZER_ERRORS_PROPAGATE (LUA_VERSION_NUM < 504)
+
+/* A userdata's one Lua value (a table here: 5.1's environment and 5.2's
+ * user value must be tables). */
+#if LUA_VERSION_NUM == 501
+#define ghl_setuservalue(L, idx) lua_setfenv((L), (idx))
+#define ghl_getuservalue(L, idx) lua_getfenv((L), (idx))
+#elif LUA_VERSION_NUM < 504
+#define ghl_setuservalue(L, idx) lua_setuservalue((L), (idx))
+#define ghl_getuservalue(L, idx) lua_getuservalue((L), (idx))
+#else
+#define ghl_setuservalue(L, idx) lua_setiuservalue((L), (idx), 1)
+#define ghl_getuservalue(L, idx) lua_getiuservalue((L), (idx), 1)
+#endif
+
 /* Integers exist from 5.3 on; before that every number is a double. */
 #if LUA_VERSION_NUM >= 503
 #define GHL_HAS_INTEGERS 1

@@ -24,6 +24,7 @@ static int exchange_gc(lua_State *L) {
     ghl_response_free(&ex->response);
     wipe(&ex->scratch);
     ghl_buffer_free(&ex->scratch);
+    ghl_buffer_free(&ex->target);
     ghl_secrets_free(&ex->secrets);
     ghl_options_free(&ex->options);
     return 0;
@@ -122,22 +123,22 @@ static int exchange_target(lua_State *L) {
 static int exchange_request(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     ghl_header h[GHL_MAX_HEADERS];
-    char path[GHL_MAX_PATH], port[16];
+    char port[16];
     target t;
     ghl_buffer *b = &ex->scratch;
     int i, n, ok;
     wipe(b);
     split_base_url(&ex->options, &t);
-    ghl_request_path(&ex->request, path);
     snprintf(port, sizeof port, ":%ld", t.port);
-    ok = ghl_buffer_append(b, ex->request.endpoint->method, strlen(ex->request.endpoint->method)) == 0 &&
-         ghl_buffer_append(b, " ", 1) == 0 && ghl_buffer_append(b, t.prefix, t.prefix_len) == 0 &&
-         ghl_buffer_append(b, path, strlen(path)) == 0 &&
+    /* the request target: base_url's path prefix, the path and its query */
+    ok = ghl_request_url(&ex->request, t.prefix, t.prefix_len, &ex->target) == 0 &&
+         ghl_buffer_append(b, ex->request.endpoint->method, strlen(ex->request.endpoint->method)) == 0 &&
+         ghl_buffer_append(b, " ", 1) == 0 && ghl_buffer_append(b, ex->target.data, ex->target.len) == 0 &&
          ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 &&
          ghl_buffer_append(b, t.host, t.host_len) == 0 &&
          (t.default_port || ghl_buffer_append(b, port, strlen(port)) == 0) &&
          ghl_buffer_append(b, "\r\n", 2) == 0;
-    n = ghl_request_headers(&ex->options, h);
+    n = ghl_request_headers(&ex->options, &ex->request, h);
     for (i = 0; ok && i < n; i++) {
         const char *value = strcmp(h[i].name, "Accept-Encoding") == 0 ? "identity" : h[i].value;
         ok = ghl_buffer_append(b, h[i].name, strlen(h[i].name)) == 0 &&

@@ -52,6 +52,7 @@ typedef struct ghl_exchange {
     char id[GHL_MAX_ID_LEN + 1];
     ghl_response response;
     ghl_buffer scratch;   /* the request bytes while they are made; wiped */
+    ghl_buffer target;    /* the request target (path prefix, path, query) */
     int attempts;         /* attempts finished */
     int answered;         /* a status line came in this attempt */
     int done;             /* next_attempt said no more */

@@ -9,6 +9,7 @@
 #include "exchange.h"
 #include "options.h"
 #include "shape.h"
+#include "webhook.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -62,6 +63,7 @@ EXPORT int luaopen_ghl(lua_State *L) {
     luaL_setfuncs(L, functions, 0);
     ghl_client_open(L);
     ghl_exchange_open(L);
+    ghl_webhook_open(L);
     lua_pushliteral(L, GHL_VERSION);
     lua_setfield(L, -2, "VERSION");
     lua_pushliteral(L, GHL_API_VERSION);

@@ -119,13 +119,21 @@ static void read_one(lua_State *L, const opt_row *r, ghl_options *o) {
     case K_BASE_URL: {
         size_t n;
         const char *v;
+        if (t == LUA_TFUNCTION && strcmp(r->name, "token") == 0) { /* a token provider */
+            o->token = NULL;
+            o->token_fn = lua_gettop(L); /* where it stays, below the key */
+            o->token_fn_id = lua_topointer(L, -1);
+            return;
+        }
         if (t != LUA_TSTRING)
-            luaL_error(L, "ghl: option '%s' must be a string (got %s)", r->name, luaL_typename(L, -1));
+            luaL_error(L, "ghl: option '%s' must be a string%s (got %s)", r->name,
+                       strcmp(r->name, "token") == 0 ? " or a function" : "", luaL_typename(L, -1));
         v = lua_tolstring(L, -1, &n);
         /* no value goes into a message: it may be a secret */
         if (has_control_chars(v, n))
             luaL_error(L, "ghl: option '%s' must not contain control characters", r->name);
         if (r->kind == K_BASE_URL) o->base_url_len = check_base_url(L, v, n);
+        if (strcmp(r->name, "token") == 0) o->token_fn = 0, o->token_fn_id = NULL;
         *FIELD(o, r, const char *) = v;
         return;
     }
@@ -191,20 +199,28 @@ void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
              * and a finalizer could take it out of the caller's table */
             luaL_checkstack(L, 3, "ghl: too many options");
             lua_insert(L, -2);
+            if (o->token_fn == lua_gettop(L)) o->token_fn--; /* the provider moved down too */
         } else {
             lua_pop(L, 1);
         }
     }
 }
 
+int ghl_token_valid(const char *s, size_t n) {
+    size_t i;
+    if (n == 0) return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7f) return 0;
+    return 1;
+}
+
 void ghl_options_require_token(lua_State *L, ghl_options *o) {
     const char *tok = o->token;
-    size_t n;
+    if (o->token_fn) return; /* asked for when first needed */
     if (tok == NULL || tok[0] == '\0') tok = getenv("GHL_TOKEN");
     if (tok == NULL || tok[0] == '\0') luaL_error(L, "ghl: option 'token' is required (or set GHL_TOKEN)");
-    for (n = 0; tok[n] != '\0'; n++)
-        if ((unsigned char)tok[n] <= 0x20 || (unsigned char)tok[n] == 0x7f)
-            luaL_error(L, "ghl: option 'token' must not contain spaces or control characters");
+    if (!ghl_token_valid(tok, strlen(tok)))
+        luaL_error(L, "ghl: option 'token' must not contain spaces or control characters");
     o->token = tok;
 }
 
@@ -217,8 +233,11 @@ void ghl_options_push_key(lua_State *L, const ghl_options *o) {
         if (r->scope != GHL_SCOPE_CLIENT) continue;
         if (is_string_kind(r->kind)) {
             const char *s = *FIELD(o, r, const char *);
-            /* each string ends in a NUL; an absent one is a lone \1 */
-            if (s == NULL) luaL_addchar(&b, '\1');
+            /* each string ends in a NUL; an absent one is a lone \1; a provider \2 and its identity */
+            if (s == NULL && strcmp(r->name, "token") == 0 && o->token_fn_id != NULL) {
+                luaL_addchar(&b, '\2');
+                luaL_addlstring(&b, (const char *)&o->token_fn_id, sizeof o->token_fn_id);
+            } else if (s == NULL) luaL_addchar(&b, '\1');
             else luaL_addlstring(&b, s, r->kind == K_BASE_URL ? o->base_url_len : strlen(s));
             luaL_addchar(&b, '\0');
         } else if (r->kind == K_SIZE) {
@@ -279,19 +298,23 @@ static const unsigned char id_chars[256] = {
     ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
-const char *ghl_check_id(lua_State *L, int idx, size_t *len) {
+const char *ghl_check_named_id(lua_State *L, int idx, const char *name, size_t *len) {
     size_t n, i;
     const char *id;
     if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "ghl: bad argument 'id' (string expected, got %s)", luaL_typename(L, idx));
+        luaL_error(L, "ghl: bad argument '%s' (string expected, got %s)", name, luaL_typename(L, idx));
     id = lua_tolstring(L, idx, &n);
     if (n == 0 || n > GHL_MAX_ID_LEN)
-        luaL_error(L, "ghl: bad argument 'id' (must be 1 to %d characters)", GHL_MAX_ID_LEN);
+        luaL_error(L, "ghl: bad argument '%s' (must be 1 to %d characters)", name, GHL_MAX_ID_LEN);
     for (i = 0; i < n; i++)
         if (!id_chars[(unsigned char)id[i]])
-            luaL_error(L, "ghl: bad argument 'id' (only A-Z, a-z, 0-9, '_' and '-' are allowed)");
+            luaL_error(L, "ghl: bad argument '%s' (only A-Z, a-z, 0-9, '_' and '-' are allowed)", name);
     if (len != NULL) *len = n;
     return id;
+}
+
+const char *ghl_check_id(lua_State *L, int idx, size_t *len) {
+    return ghl_check_named_id(L, idx, "id", len);
 }
 
 long ghl_ms(double seconds) {

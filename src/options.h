@@ -59,6 +59,8 @@ typedef struct ghl_options {
     GHL_OPTION_LIST(GHL_OPTION_FIELD)
 #undef GHL_OPTION_FIELD
     size_t base_url_len; /* without a trailing '/' */
+    int token_fn;        /* token is a function: the stack index where it was left, else 0 */
+    const void *token_fn_id; /* its identity, for the cache key */
 } ghl_options;
 
 /* Fills o with the defaults of the contract. */
@@ -87,6 +89,12 @@ void ghl_options_free(ghl_options *o);
 
 /* Raises unless the value at idx is an id: 1-128 characters of [A-Za-z0-9_-]. */
 const char *ghl_check_id(lua_State *L, int idx, size_t *len);
+
+/* Whether n bytes at s make a token: not empty, no space or control character. */
+int ghl_token_valid(const char *s, size_t n);
+
+/* The same for an id argument called name ("conversation_id"). */
+const char *ghl_check_named_id(lua_State *L, int idx, const char *name, size_t *len);
 
 /* Milliseconds for libcurl, at least 1. */
 long ghl_ms(double seconds);

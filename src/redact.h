@@ -9,18 +9,24 @@
 #include "buffer.h"
 
 #define GHL_REDACTED "<redacted>"
-#define GHL_MAX_SECRETS 3
+#define GHL_MAX_SECRETS 64
 
 typedef struct ghl_secrets {
-    const char *text[GHL_MAX_SECRETS]; /* not owned, except `decoded` below */
+    const char *text[GHL_MAX_SECRETS];
     size_t len[GHL_MAX_SECRETS];
+    int owned[GHL_MAX_SECRETS]; /* text[i] is a copy of ours, freed with s */
     int count;
-    char *decoded; /* the proxy password percent-decoded, when that differs */
 } ghl_secrets;
 
-/* Collects the secrets of a token and a proxy URL (either may be NULL); the
- * strings must outlive s. Returns 0, or -1 when memory runs out. */
+/* Collects the secrets of a token and a proxy URL (either may be NULL), and
+ * the passwords of the proxy variables libcurl reads (http_proxy,
+ * https_proxy, all_proxy, in either case); each as given, percent-decoded
+ * and JSON-escaped, as a server may echo it. token and proxy must outlive
+ * s. Returns 0, or -1 when memory runs out. */
 int ghl_secrets_init(ghl_secrets *s, const char *token, const char *proxy);
+
+/* Adds one more secret (with its forms), copied. Returns 0, or -1. */
+int ghl_secrets_add(ghl_secrets *s, const char *text, size_t n);
 
 void ghl_secrets_free(ghl_secrets *s);
 
@@ -32,7 +38,8 @@ const char *ghl_find_secret(const ghl_secrets *s, const char *p, const char *end
 int ghl_redact_buffer(ghl_buffer *b, const ghl_secrets *s);
 
 /* The same for a NUL-terminated string in a fixed array of cap bytes; what no
- * longer fits is cut. */
+ * longer fits is cut. A string that fills the array was cut by whoever
+ * wrote it: if it ends with the start of a secret, that goes too. */
 void ghl_redact_string(char *text, size_t cap, const ghl_secrets *s);
 
 #endif

@@ -2,41 +2,115 @@
 
 #include <string.h>
 
+#define GET_JSON .method = "GET", .repeat_safe = 1, .accept_json = 1
+
 const ghl_endpoint ghl_get_message_endpoint = {
-    "GET", "/conversations/messages/{}", 1, GHL_UNWRAP_MESSAGE,
+    .name = "get_message", GET_JSON, .path = "/conversations/messages/{}", .id_names = {"id"},
+    .unwrap = GHL_UNWRAP_MESSAGE,
 };
 
-size_t ghl_request_path(const ghl_request *r, char *out) {
+const ghl_endpoint ghl_oauth_token_endpoint = {
+    .name = "oauth_token", .method = "POST", .path = "/oauth/token", .unwrap = GHL_UNWRAP_OBJECT,
+    .takes = GHL_TAKES_BODY, .accept_json = 1, .no_auth = 1, .private_body = 1,
+};
+
+const ghl_endpoint ghl_endpoints[] = {
+    {.name = "get_email", GET_JSON, .path = "/conversations/messages/email/{}", .id_names = {"email_id"},
+     .unwrap = GHL_UNWRAP_EMAIL},
+    {.name = "get_conversation", GET_JSON, .path = "/conversations/{}", .id_names = {"conversation_id"},
+     .unwrap = GHL_UNWRAP_OBJECT},
+    {.name = "list_messages", GET_JSON, .path = "/conversations/{}/messages", .id_names = {"conversation_id"},
+     .unwrap = GHL_UNWRAP_MESSAGE_PAGE, .takes = GHL_TAKES_QUERY},
+    {.name = "search_conversations", GET_JSON, .path = "/conversations/search",
+     .unwrap = GHL_UNWRAP_SEARCH_PAGE, .takes = GHL_TAKES_QUERY, .required = "locationId "},
+    {.name = "send_message", .method = "POST", .path = "/conversations/messages", .repeat_safe = 0,
+     .accept_json = 1, .unwrap = GHL_UNWRAP_OBJECT, .takes = GHL_TAKES_BODY, .required = "type contactId "},
+    {.name = "get_recording", .method = "GET", .repeat_safe = 1, .accept_json = 0,
+     .path = "/conversations/messages/{}/locations/{}/recording", .id_names = {"message_id", "location_id"},
+     .unwrap = GHL_UNWRAP_BYTES},
+    {.name = NULL},
+};
+
+/* Calls piece(bytes, n, ctx) for each piece of the path in order. */
+static void walk_path(const ghl_request *r, void (*piece)(const char *, size_t, void *), void *ctx) {
     const char *t = r->endpoint->path, *hole;
-    size_t n = 0;
     int arg = 0;
-    /* copy the template a piece at a time, an argument in each "{}" */
+    if (t == NULL) {
+        piece(r->path, r->path_len, ctx);
+        return;
+    }
     while ((hole = strstr(t, "{}")) != NULL && arg < GHL_MAX_PATH_ARGS) {
-        size_t piece = (size_t)(hole - t), len = r->arg_len[arg];
-        if (piece > GHL_MAX_PATH - 1 - n) piece = GHL_MAX_PATH - 1 - n;
-        memcpy(out + n, t, piece);
-        n += piece;
-        if (len > GHL_MAX_PATH - 1 - n) len = GHL_MAX_PATH - 1 - n;
-        memcpy(out + n, r->args[arg++], len);
-        n += len;
+        piece(t, (size_t)(hole - t), ctx);
+        piece(r->args[arg], r->arg_len[arg], ctx);
+        arg++;
         t = hole + 2;
     }
-    {
-        size_t rest = strlen(t);
-        if (rest > GHL_MAX_PATH - 1 - n) rest = GHL_MAX_PATH - 1 - n;
-        memcpy(out + n, t, rest);
-        n += rest;
-    }
-    out[n] = '\0';
+    piece(t, strlen(t), ctx);
+}
+
+static void count_piece(const char *p, size_t n, void *ctx) {
+    (void)p;
+    *(size_t *)ctx += n;
+}
+
+static void copy_piece(const char *p, size_t n, void *ctx) {
+    char **out = ctx;
+    memcpy(*out, p, n);
+    *out += n;
+}
+
+typedef struct appending {
+    ghl_buffer *out;
+    int failed;
+} appending;
+
+static void append_piece(const char *p, size_t n, void *ctx) {
+    appending *a = ctx;
+    if (!a->failed && ghl_buffer_append(a->out, p, n) != 0) a->failed = 1;
+}
+
+size_t ghl_request_path_len(const ghl_request *r) {
+    size_t n = 0;
+    walk_path(r, count_piece, &n);
     return n;
 }
 
-int ghl_request_headers(const ghl_options *o, ghl_header *out) {
+void ghl_request_write_path(const ghl_request *r, char *out) {
+    char *p = out;
+    walk_path(r, copy_piece, &p);
+    *p = '\0';
+}
+
+int ghl_request_url(const ghl_request *r, const char *base, size_t base_len, ghl_buffer *out) {
+    appending a;
+    a.out = out;
+    a.failed = 0;
+    out->len = 0;
+    if (ghl_buffer_append(out, base, base_len) != 0) return -1;
+    walk_path(r, append_piece, &a);
+    if (a.failed) return -1;
+    if (r->query != NULL && r->query_len > 0 &&
+        (ghl_buffer_append(out, "?", 1) != 0 || ghl_buffer_append(out, r->query, r->query_len) != 0))
+        return -1;
+    return 0;
+}
+
+int ghl_request_headers(const ghl_options *o, const ghl_request *r, ghl_header *out) {
     int n = 0;
-    out[n].name = "Authorization", out[n].prefix = "Bearer ", out[n++].value = o->token;
-    out[n].name = "Version", out[n].prefix = "", out[n++].value = o->version;
-    out[n].name = "Accept", out[n].prefix = "", out[n++].value = "application/json";
+    if (r == NULL || !r->endpoint->no_auth)
+        out[n].name = "Authorization", out[n].prefix = "Bearer ", out[n++].value = o->token;
+    out[n].name = "Version", out[n].prefix = "";
+    out[n++].value = r != NULL && r->version != NULL ? r->version : o->version;
+    if (r == NULL || r->endpoint->accept_json)
+        out[n].name = "Accept", out[n].prefix = "", out[n++].value = "application/json";
     out[n].name = "User-Agent", out[n].prefix = "", out[n++].value = o->user_agent;
     out[n].name = "Accept-Encoding", out[n].prefix = "", out[n++].value = GHL_ACCEPT_ENCODING;
+    if (r != NULL && r->body != NULL)
+        out[n].name = "Content-Type", out[n].prefix = "",
+        out[n++].value = r->body_type != NULL ? r->body_type : "application/json";
     return n;
+}
+
+int ghl_request_has_common_headers(const ghl_request *r) {
+    return r->version == NULL && r->body == NULL && r->endpoint->accept_json && !r->endpoint->no_auth;
 }

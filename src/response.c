@@ -82,12 +82,20 @@ int ghl_response_header(ghl_response *r, const char *line, size_t len) {
         {"limit-daily:", GHL_RL_DAILY_LIMIT, offsetof(ghl_ratelimit, daily_limit)},
         {"daily-remaining:", GHL_RL_DAILY_REMAINING, offsetof(ghl_ratelimit, daily_remaining)},
     };
-    static const char rl_prefix[] = "x-ratelimit-", cl[] = "content-length:", ra[] = "retry-after:";
+    static const char rl_prefix[] = "x-ratelimit-", cl[] = "content-length:", ra[] = "retry-after:",
+                      ct[] = "content-type:";
     size_t vlen, i;
     const char *v;
     if (len == 0) return 0;
     switch (line[0]) { /* the headers read here start with C, R or X */
     case 'C': case 'c':
+        if (starts_with(line, len, ct, sizeof ct - 1)) {
+            v = value_after(line, len, sizeof ct - 1, &vlen);
+            if (vlen >= sizeof r->content_type) vlen = sizeof r->content_type - 1;
+            memcpy(r->content_type, v, vlen);
+            r->content_type[vlen] = '\0';
+            return 0;
+        }
         if (!starts_with(line, len, cl, sizeof cl - 1)) return 0;
         v = value_after(line, len, sizeof cl - 1, &vlen);
         {

@@ -49,6 +49,7 @@ typedef struct ghl_response {
     int retryable;             /* the failure is one a retry may cure */
     int unsent;                /* the request provably never reached the server */
     char error[GHL_ERROR_SIZE];/* the transport's text, may be empty */
+    char content_type[128];    /* the Content-Type header's value, cut to fit; may be empty */
 } ghl_response;
 
 /* Empties r for the next attempt, giving back a body buffer above keep bytes. */

@@ -108,8 +108,10 @@ static const char *json_decode(lua_State *L, const char *body, size_t len) {
     lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
     lua_pushlstring(L, body, len);
     /* no collection, so no finalizer, while cjson decodes: an error raised
-     * in there would unwind past cjson's buffer and leak it */
-    collecting = ghl_gc_running(L);
+     * in there would unwind past cjson's buffer and leak it. Where such an
+     * error cannot propagate (5.4), the collector goes on: a restart would
+     * make it run at once, at some 12k instructions a fetch. */
+    collecting = GHL_FINALIZER_ERRORS_PROPAGATE && ghl_gc_running(L);
     if (collecting) lua_gc(L, LUA_GCSTOP, 0);
     status = lua_pcall(L, 1, 1, 0);
     if (collecting) lua_gc(L, LUA_GCRESTART, 0);
@@ -156,6 +158,31 @@ static int normalize(lua_State *L, int t) {
         lua_pop(L, 1);
     }
     return 0;
+}
+
+const char *ghl_decode_json(lua_State *L, const char *body, size_t len) {
+    const char *why = json_decode(L, body, len);
+    int t;
+    if (why != NULL) return why;
+    t = lua_type(L, -1);
+    if (t == LUA_TTABLE && normalize(L, lua_gettop(L)) != 0) {
+        lua_pop(L, 1);
+        return "a number is out of range";
+    }
+    if (t == LUA_TNUMBER) { /* a bare number: the same rule as a member */
+        double d = lua_tonumber(L, -1);
+        if (isinf(d) || isnan(d)) {
+            lua_pop(L, 1);
+            return "a number is out of range";
+        }
+#if GHL_HAS_INTEGERS
+        if (!lua_isinteger(L, -1) && d == floor(d) && fabs(d) <= 9007199254740991.0) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, (lua_Integer)d);
+        }
+#endif
+    }
+    return NULL;
 }
 
 /* The `type` rule: the message's own TYPE_* messageType, else the name
@@ -236,6 +263,14 @@ static void push_one_line(lua_State *L, const char *s, size_t n) {
 static int push_api_message(lua_State *L, int t) {
     int pushed = 0;
     lua_getfield(L, t, "message");
+    if (lua_isnil(L, -1)) { /* an OAuth error: {"error": ..., "error_description": ...} */
+        lua_pop(L, 1);
+        lua_getfield(L, t, "error_description");
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_getfield(L, t, "error");
+        }
+    }
     if (lua_type(L, -1) == LUA_TSTRING) {
         pushed = 1;
     } else if (lua_type(L, -1) == LUA_TTABLE) {
@@ -339,14 +374,15 @@ static void push_redacted(lua_State *L, const char *p, size_t n, const ghl_secre
 static void push_failure(lua_State *L, const ghl_shape *s, int info, const char *kind) {
     const ghl_response *r = s->response;
     if (s->request != NULL) {
-        char path[GHL_MAX_PATH];
-        ghl_request_path(s->request, path);
+        char *path = lua_newuserdata(L, ghl_request_path_len(s->request) + 1);
+        ghl_request_write_path(s->request, path);
         lua_pushfstring(L, " (%s %s)", s->request->endpoint->method, path);
+        lua_remove(L, -2);
         lua_concat(L, 2);
     }
     lua_pushstring(L, kind);
     lua_setfield(L, info, "kind");
-    if (r->body.len > 0) {
+    if (r->body.len > 0 && !(s->request != NULL && s->request->endpoint->private_body)) {
         push_redacted(L, r->body.data, r->body.len > MAX_INFO_BODY ? MAX_INFO_BODY : r->body.len, s->secrets);
         lua_setfield(L, info, "body");
     }
@@ -411,9 +447,178 @@ static const char *push_message(lua_State *L, int body) {
     return NULL;
 }
 
+/* body[field] when it is an object with a string id, else the body itself
+ * when it has one (email). Pushes it, or returns why there is none. */
+static const char *push_unwrapped(lua_State *L, int body, const char *field) {
+    int found;
+    lua_getfield(L, body, field);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "id");
+        found = lua_type(L, -1) == LUA_TSTRING;
+        lua_pop(L, 1);
+        if (found) return NULL;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, body, "id");
+    found = lua_type(L, -1) == LUA_TSTRING;
+    lua_pop(L, 1);
+    if (!found) return "no object with an id in the body";
+    lua_pushvalue(L, body);
+    return NULL;
+}
+
+/* Whether the table at idx came from a JSON array (cjson: keys 1..n; an
+ * empty one cannot be told from {}, and counts as an object). */
+static int is_json_array(lua_State *L, int idx) {
+    return lua_rawlen(L, idx) > 0;
+}
+
+/* The body itself, an object, with its traceId taken out (it is in info). */
+static const char *push_object(lua_State *L, int body, int arrays_too) {
+    if (is_json_array(L, body)) {
+        if (!arrays_too) return "the body is not a JSON object";
+    } else {
+        lua_pushnil(L);
+        lua_setfield(L, body, "traceId");
+    }
+    lua_pushvalue(L, body);
+    return NULL;
+}
+
+/* A page of a conversation's messages: {messages, next_page,
+ * last_message_id} from {"messages": {"messages": [...], "nextPage",
+ * "lastMessageId"}} (the real API's double wrap) or {"messages": [...],
+ * "nextPage", "lastMessageId"}. */
+static const char *push_message_page(lua_State *L, int body, int convert) {
+    int wrapper, list, i, n;
+    lua_getfield(L, body, "messages");
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return "no messages in the body";
+    }
+    lua_getfield(L, -1, "messages");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        wrapper = lua_gettop(L) - 1;
+    } else {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushvalue(L, body);
+        lua_replace(L, -3);
+        wrapper = lua_gettop(L) - 1; /* the body holds nextPage and lastMessageId */
+    }
+    list = lua_gettop(L);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, list);
+    lua_setfield(L, -2, "messages");
+    lua_getfield(L, wrapper, "nextPage");
+    lua_pushboolean(L, lua_toboolean(L, -1) && lua_type(L, -1) == LUA_TBOOLEAN);
+    lua_setfield(L, -3, "next_page");
+    lua_pop(L, 1);
+    lua_getfield(L, wrapper, "lastMessageId");
+    if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, -2, "last_message_id");
+    else lua_pop(L, 1);
+    if (normalize(L, lua_gettop(L)) != 0) {
+        lua_pop(L, 3);
+        return "a number is out of range";
+    }
+    if (convert) {
+        n = (int)lua_rawlen(L, list);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            if (lua_type(L, -1) == LUA_TTABLE) ghl_convert_type(L, lua_gettop(L));
+            lua_pop(L, 1);
+        }
+    }
+    lua_replace(L, wrapper);
+    lua_settop(L, wrapper);
+    return NULL;
+}
+
+/* A page of a search: {conversations, total, next}, next being the last
+ * item's sort[1] when the page is full (page_size items), else nil. */
+static const char *push_search_page(lua_State *L, int body, long page_size) {
+    int list, n;
+    lua_getfield(L, body, "conversations");
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return "no conversations in the body";
+    }
+    list = lua_gettop(L);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, list);
+    lua_setfield(L, -2, "conversations");
+    lua_getfield(L, body, "total");
+    if (lua_type(L, -1) == LUA_TNUMBER) lua_setfield(L, -2, "total");
+    else lua_pop(L, 1);
+    if (normalize(L, lua_gettop(L)) != 0) {
+        lua_pop(L, 2);
+        return "a number is out of range";
+    }
+    n = (int)lua_rawlen(L, list);
+    if (n > 0 && n >= page_size) {
+        lua_rawgeti(L, list, n);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            lua_getfield(L, -1, "sort");
+            if (lua_type(L, -1) == LUA_TTABLE) {
+                lua_rawgeti(L, -1, 1);
+                lua_setfield(L, -4, "next");
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_remove(L, list);
+    return NULL;
+}
+
+/* The body as it came (a recording), with its Content-Type in info. */
+static void push_bytes(lua_State *L, const ghl_response *r, int info) {
+    if (r->content_type[0] != '\0') {
+        lua_pushstring(L, r->content_type);
+        lua_setfield(L, info, "content_type");
+    }
+    lua_pushlstring(L, r->body.len ? r->body.data : "", r->body.len);
+    lua_pushnil(L);
+    lua_pushvalue(L, info);
+    lua_remove(L, info);
+}
+
+/* The result of a decoded 2xx body at `body`, by the endpoint's unwrap rule.
+ * Pushes it, or returns why there is none. */
+static const char *push_result(lua_State *L, const ghl_shape *s, ghl_unwrap unwrap, int body) {
+    const char *why;
+    switch (unwrap) {
+    case GHL_UNWRAP_MESSAGE_PAGE:
+        return push_message_page(L, body, s->convert_enums);
+    case GHL_UNWRAP_SEARCH_PAGE:
+        return push_search_page(L, body, s->request->page_size);
+    case GHL_UNWRAP_EMAIL:
+        why = push_unwrapped(L, body, "emailMessage");
+        break;
+    case GHL_UNWRAP_OBJECT:
+    case GHL_UNWRAP_ANY:
+        why = push_object(L, body, unwrap == GHL_UNWRAP_ANY);
+        break;
+    default:
+        why = push_message(L, body);
+        if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
+            lua_pop(L, 1);
+            return "a number is out of range";
+        }
+        if (why == NULL && s->convert_enums) ghl_convert_type(L, lua_gettop(L));
+        return why;
+    }
+    if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
+        lua_pop(L, 1);
+        return "a number is out of range";
+    }
+    return why;
+}
+
 void ghl_shape_push(lua_State *L, const ghl_shape *s) {
     const ghl_response *r = s->response;
-    int info, body = 0;
+    ghl_unwrap unwrap = s->request != NULL ? s->request->endpoint->unwrap : GHL_UNWRAP_MESSAGE;
+    int info, body = 0, ok = r->status >= 200 && r->status <= 299;
     const char *why;
 
     luaL_checkstack(L, 12, "ghl");
@@ -429,6 +634,17 @@ void ghl_shape_push(lua_State *L, const ghl_shape *s) {
         push_transport_failure(L, s, info);
         return;
     }
+    if (ok && unwrap == GHL_UNWRAP_BYTES) {
+        push_bytes(L, r, info);
+        return;
+    }
+    if (ok && unwrap == GHL_UNWRAP_ANY && r->body.len == 0) { /* 204 and the like */
+        lua_pushboolean(L, 1);
+        lua_pushnil(L);
+        lua_pushvalue(L, info);
+        lua_remove(L, info);
+        return;
+    }
 
     why = json_decode(L, r->body.data, r->body.len);
     if (why == NULL && lua_type(L, -1) != LUA_TTABLE) {
@@ -439,23 +655,18 @@ void ghl_shape_push(lua_State *L, const ghl_shape *s) {
         body = lua_gettop(L);
         set_trace_id(L, body, info);
     }
-    if (r->status < 200 || r->status > 299) {
+    if (!ok) {
         push_http_failure(L, s, info, body);
         return;
     }
-    if (why == NULL) why = push_message(L, body);
-    if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
-        lua_pop(L, 1);
-        why = "a number is out of range";
-    }
+    if (why == NULL) why = push_result(L, s, unwrap, body);
     if (why != NULL) {
         if (body) lua_remove(L, body);
         lua_pushfstring(L, "ghl: cannot decode the response: %s", why);
         push_failure(L, s, info, "decode");
         return;
     }
-    if (s->convert_enums) ghl_convert_type(L, lua_gettop(L));
-    lua_remove(L, body); /* message, then nil and info */
+    lua_remove(L, body); /* result, then nil and info */
     lua_pushnil(L);
     lua_pushvalue(L, info);
     lua_remove(L, info);

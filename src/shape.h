@@ -27,6 +27,14 @@ void ghl_shape_push(lua_State *L, const ghl_shape *s);
 /* Pushes {max=..., remaining=..., ...}, or nil when none was present. */
 void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl);
 
+/* Decodes a JSON text by the module's rules, nothing unwrapped or renamed:
+ * null object members removed, null array elements ghl.null, integral
+ * numbers within +-(2^53 - 1) integers on 5.3+. Pushes the value and returns
+ * NULL, or pushes nothing and returns why the text is not JSON (empty, a NUL
+ * byte, not UTF-8, not JSON, a number beyond a double). An error raised by
+ * Lua code that runs meanwhile propagates. */
+const char *ghl_decode_json(lua_State *L, const char *body, size_t len);
+
 /* Applies the `type` rule to the message table at idx. */
 void ghl_convert_type(lua_State *L, int idx);
 

@@ -1,6 +1,7 @@
 #include "transfer.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata) {
         /* a new response starts (e.g. after 100 Continue): its own figures */
         memset(&t->response.ratelimit, 0, sizeof t->response.ratelimit);
         t->response.retry_after = -1;
+        t->response.content_type[0] = '\0';
         return len;
     }
     return ghl_response_header(&t->response, line, len) == 0 ? len : 0;
@@ -79,6 +81,34 @@ void ghl_sockets_free(ghl_sockets *s) {
         if (code == CURLE_OK) code = curl_easy_setopt(e, opt, value);   \
     } while (0)
 
+struct curl_slist *ghl_header_list(const ghl_options *o, const ghl_request *r) {
+    ghl_header h[GHL_MAX_HEADERS];
+    struct curl_slist *list = NULL, *grown;
+    int i, n = ghl_request_headers(o, r, h);
+    for (i = 0; i < n; i++) {
+        size_t len = strlen(h[i].name) + strlen(h[i].prefix) + strlen(h[i].value) + 3;
+        char *line = malloc(len);
+        if (line == NULL) break;
+        snprintf(line, len, "%s: %s%s", h[i].name, h[i].prefix, h[i].value);
+        grown = curl_slist_append(list, line);
+        memset(line, 0, len); /* the Authorization line holds the token */
+        free(line);
+        if (grown == NULL) break;
+        list = grown;
+    }
+    /* a body is sent at once: no "Expect: 100-continue" round trip */
+    if (i == n && r != NULL && r->body != NULL) {
+        grown = curl_slist_append(list, "Expect:");
+        if (grown != NULL) list = grown;
+        else i = -1;
+    }
+    if (i != n) {
+        curl_slist_free_all(list);
+        return NULL;
+    }
+    return list;
+}
+
 CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg) {
     CURLcode code = CURLE_OK;
     CURL *e = curl_easy_init();
@@ -87,6 +117,8 @@ CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg) {
     t->config = cfg;
     t->job = NULL;
     t->timeout_ms = t->connect_timeout_ms = 0;
+    t->plain_get = 1;
+    t->own_headers = NULL;
     t->response.max_body = cfg->max_body;
     ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
     SET(CURLOPT_NOSIGNAL, 1L); /* hosts are multi-threaded */
@@ -122,10 +154,40 @@ CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg) {
     return code;
 }
 
-CURLcode ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms, long connect_timeout_ms) {
+/* Sets the method, body and headers of r; the common GET costs nothing
+ * once the handle is set for it. */
+static CURLcode set_method(ghl_transfer *t, const ghl_request *r) {
     CURLcode code = CURLE_OK;
     CURL *e = t->easy;
+    const char *method = r->endpoint->method;
+    int common = ghl_request_has_common_headers(r), get = strcmp(method, "GET") == 0;
+    if (get && common && t->plain_get) return CURLE_OK;
+    curl_slist_free_all(t->own_headers);
+    t->own_headers = NULL;
+    if (!common) {
+        t->own_headers = ghl_header_list(t->config->options, r);
+        if (t->own_headers == NULL) return CURLE_OUT_OF_MEMORY;
+    }
+    t->plain_get = 0;
+    SET(CURLOPT_HTTPHEADER, common ? t->config->headers : t->own_headers);
+    SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    if (r->body != NULL || strcmp(method, "POST") == 0) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body != NULL ? r->body_len : 0));
+        SET(CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
+    } else {
+        SET(CURLOPT_HTTPGET, 1L);
+    }
+    if (!get && strcmp(method, "POST") != 0) SET(CURLOPT_CUSTOMREQUEST, method);
+    if (code == CURLE_OK && get && common) t->plain_get = 1;
+    return code;
+}
+
+CURLcode ghl_transfer_prepare(ghl_transfer *t, const ghl_request *r, const char *url, long timeout_ms,
+                              long connect_timeout_ms) {
+    CURLcode code;
+    CURL *e = t->easy;
     ghl_response_reset(&t->response, GHL_BUFFER_KEEP);
+    code = set_method(t, r);
     SET(CURLOPT_URL, url);
     if (timeout_ms != t->timeout_ms) SET(CURLOPT_TIMEOUT_MS, timeout_ms);
     if (connect_timeout_ms != t->connect_timeout_ms) SET(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
@@ -194,9 +256,13 @@ void ghl_transfer_finish(ghl_transfer *t, CURLcode code) {
         code == CURLE_COULDNT_RESOLVE_PROXY) {
         r->unsent = 1;
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
-        curl_off_t connected = 0;
-        curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connected);
-        r->unsent = connected == 0;
+        /* not sent if libcurl never got to sending it: CONNECT_TIME stays 0 on
+         * a reused connection too, so ask for the request bytes written */
+        curl_off_t pretransfer = 0;
+        long sent = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+        curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+        r->unsent = pretransfer == 0 && sent == 0;
     }
     if (r->error[0] == '\0') {
         strncpy(r->error, curl_easy_strerror(code), sizeof r->error - 1);
@@ -208,5 +274,7 @@ void ghl_transfer_finish(ghl_transfer *t, CURLcode code) {
 void ghl_transfer_cleanup(ghl_transfer *t) {
     if (t->easy != NULL) curl_easy_cleanup(t->easy);
     t->easy = NULL;
+    curl_slist_free_all(t->own_headers);
+    t->own_headers = NULL;
     ghl_response_free(&t->response);
 }

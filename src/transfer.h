@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 
 #include "redact.h"
+#include "request.h"
 #include "response.h"
 
 /* The sockets libcurl opened for a client, so that after fork() they can be
@@ -20,7 +21,8 @@ typedef struct ghl_sockets {
 typedef struct ghl_transport_config {
     const char *base_url;       /* no trailing '/' */
     size_t base_len;
-    struct curl_slist *headers; /* every request's headers, User-Agent included */
+    const ghl_options *options; /* for the headers of requests that differ from the common ones */
+    struct curl_slist *headers; /* the common headers (ghl_request_has_common_headers) */
     const char *cainfo;         /* NULL: libcurl's default bundle */
     const char *proxy;          /* NULL: none set (libcurl still reads the environment) */
     int ssl_verify;
@@ -36,15 +38,23 @@ typedef struct ghl_transfer {
     const ghl_transport_config *config;
     void *job; /* what the multi handle runs it for; NULL: idle */
     long timeout_ms, connect_timeout_ms; /* as set on the handle; 0: not yet */
+    int plain_get;                 /* the handle is set for a GET with the common headers */
+    struct curl_slist *own_headers; /* this request's, when not the common ones */
 } ghl_transfer;
 
 /* Makes the easy handle and sets what never changes. Returns CURLE_OK or why
  * not (the handle is then cleaned up again). */
 CURLcode ghl_transfer_init(ghl_transfer *t, const ghl_transport_config *cfg);
 
-/* Sets up the next request on the handle. Returns CURLE_OK, or the code of
- * the option that could not be set. */
-CURLcode ghl_transfer_prepare(ghl_transfer *t, const char *url, long timeout_ms, long connect_timeout_ms);
+/* The header lines of request r (NULL: a GET of a message), as libcurl
+ * takes them; NULL when memory runs out. */
+struct curl_slist *ghl_header_list(const ghl_options *o, const ghl_request *r);
+
+/* Sets up request r on the handle, to url; r, its body and url must last
+ * until the transfer ends. Returns CURLE_OK, or the code of the option that
+ * could not be set. */
+CURLcode ghl_transfer_prepare(ghl_transfer *t, const ghl_request *r, const char *url, long timeout_ms,
+                              long connect_timeout_ms);
 
 /* Records how the transfer ended: status, failure kind, libcurl's text (with
  * secrets cut out). */

@@ -44,6 +44,8 @@ Scenario table (id without nonce -> response)
     message_string       {"message":"ok","traceId":..}                                 message_string.json
     no_ratelimit         sms.json without any X-RateLimit-* header
     open_sms             sms.json without checking Authorization
+    authonly_<s>         the echo message, but only for a token that ends in "-<s>";
+                         any other token gets 401 {"message":"Invalid JWT"}
     echo                 a TYPE_SMS message whose "id" and "body" are the requested
                          full id (nonce included), traceId "echo-<full id>": tells
                          apart the answers to different ids
@@ -133,6 +135,8 @@ Scenario table (id without nonce -> response)
 
   anything else          404 {"message":"No such scenario: <name>"}
 
+Every other path (the rest of the API, /spec/*) is served by api_server.py.
+
 Proxy listener: reads one request (a GET with an absolute URL, or a CONNECT),
 logs {"event":"proxy","t","conn","method","target","user"} (user: the user
 name of a Basic Proxy-Authorization, or null) and, by that user name:
@@ -145,7 +149,10 @@ name of a Basic Proxy-Authorization, or null) and, by that user name:
 
 Log (--log): one JSON line per request, flushed before the answer is sent:
   {"seq","t","listener","conn","method","path","version","headers",
-   "id","scenario","attempt","rate_limit","inflight"}
+   "id","scenario","attempt","rate_limit","inflight","query","body","json"}
+query is the raw query string (undecoded, without the "?") or null; body the
+request body as text (read by Content-Length, or chunked) or null when it had
+none; json that body parsed as JSON, or null.
 rate_limit is what the answer carries ({max, remaining, interval_ms,
 daily_limit, daily_remaining} or null).  inflight counts the requests for
 the same scenario (nonce stripped) received and not yet being answered, this
@@ -177,6 +184,8 @@ import sys
 import threading
 import time
 import zlib
+
+import api_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
@@ -426,7 +435,7 @@ def choose(handler, listener, full_id, scenario, attempt):
     auth = handler.headers.get("Authorization", "")
     if listener == "other":
         return json_reply(200, SMS)
-    checks_auth = scenario != "open_sms"
+    checks_auth = scenario != "open_sms" and not getattr(handler, "takes_no_token", False)
     if checks_auth and not (auth.startswith("Bearer ") and len(auth) > len("Bearer ")):
         return json_reply(401, "err_401_jwt.json")
 
@@ -438,6 +447,11 @@ def choose(handler, listener, full_id, scenario, attempt):
 
     if scenario == "open_sms":
         return json_reply(200, SMS)
+    if scenario.startswith("authonly_"):
+        # 200 only for a token that ends in "-<suffix>"; else 401 Invalid JWT
+        if auth.endswith("-" + scenario[len("authonly_"):]):
+            return Reply(200, echo_body(full_id))
+        return json_reply(401, "err_401_jwt.json")
     if scenario == "echo":
         return Reply(200, echo_body(full_id))
     if scenario == "no_ratelimit":
@@ -610,6 +624,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.serve()
 
+    def do_PATCH(self):
+        self.serve()
+
+    def read_body(self):
+        """The request body (Content-Length or chunked), or None when it has none."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data or None
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else None
+
     def serve(self):
         listener = self.server.listener
         if getattr(self, "drop_next", False):
@@ -617,11 +649,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log_event("dropped", m.group(1) if m else "", conn=self.conn_id, path=self.path)
             self.close_connection = True
             return
+        self.req_body = self.read_body()
         m = PATH_RE.match(self.path)
         full_id = m.group(1) if m else None
         scenario = None
         attempt = None
-        if full_id is not None and ID_RE.match(full_id):
+        self.api = None
+        if m is None:
+            # the rest of the API: spec/support/api_server.py
+            self.api = api_server.route(self, listener, sys.modules[__name__])
+            full_id, scenario, attempt = self.api.full_id, self.api.scenario, self.api.attempt
+        elif full_id is not None and ID_RE.match(full_id):
             scenario = split_id(full_id)[0]
             attempt = next_attempt(listener + " " + full_id if listener == "other" else full_id)
 
@@ -635,7 +673,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def reply_for(self, listener, full_id, scenario, attempt, inflight):
         """Chooses and logs the answer, and sleeps as it says; does not send it."""
-        if self.command not in ("GET",) or scenario is None:
+        if self.api is not None:
+            reply = self.api.choose()
+        elif self.command not in ("GET",) or scenario is None:
             body = json.dumps({"statusCode": 404, "message": "Cannot %s %s" % (self.command, self.path),
                                "error": "Not Found"}).encode()
             reply = Reply(404, body)
@@ -657,6 +697,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "version": self.request_version, "headers": headers,
             "id": full_id, "scenario": scenario, "attempt": attempt,
             "status": reply.status, "rate_limit": rl, "inflight": inflight,
+            "query": self.path.split("?", 1)[1].split("#", 1)[0] if "?" in self.path else None,
+            "body": self.req_body.decode("utf-8", "replace") if self.req_body is not None else None,
+            "json": api_server.request_json(self),
         }
         line.update(reply.log_extra)
         log_line(line)
@@ -677,6 +720,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "never_answer":
             self.hold(HOLD_SECONDS)
             self.close_connection = True
+            return
+        if mode == "reset":
+            self.reset()
             return
 
         body = reply.body
