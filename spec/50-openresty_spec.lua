@@ -122,6 +122,7 @@ local function opts(args)
   if args.ssl_verify == "false" then o.ssl_verify = false end
   if args.cainfo then o.cainfo = args.cainfo end
   if args.proxy then o.proxy = args.proxy end
+  if args.token_function then local t = o.token o.token = function() return t end end
   return o
 end
 
@@ -444,6 +445,14 @@ describe("ghl.resty in nginx", function()
       r = get_json(srv, "/content", fetch_args(id, { pool_size = "0" }))
       assert.is_true(r.raised)
       assert.equal("ghl: option 'pool_size' must be an integer from 1 to 1000000", r.err)
+      assert.equal(0, #h.requests_for(id))
+    end)
+
+    it("raises for a token function, sending nothing", function()
+      local id = h.fresh_id("sms")
+      local r = get_json(srv, "/content", fetch_args(id, { token_function = "1" }))
+      assert.is_true(r.raised)
+      assert.equal("ghl: option 'token' must be a string here (a token function is not supported by this transport)", r.err)
       assert.equal(0, #h.requests_for(id))
     end)
 

@@ -47,6 +47,10 @@ static int exchange_new(lua_State *L) {
     ghl_options_defaults(&o);
     ghl_options_read(L, 2, &o, scopes); /* the strings stay on the stack until owned */
     ghl_options_require_token(L, &o);
+    /* a provider is called when a client first needs the token, in the
+     * client's own call; no exchange does that yet */
+    if (o.token_fn || o.token == NULL)
+        luaL_error(L, "ghl: option 'token' must be a string here (a token function is not supported by this transport)");
     ex = lua_newuserdata(L, sizeof *ex);
     memset(ex, 0, sizeof *ex); /* live is 0: nothing to free until the metatable is set */
     luaL_setmetatable(L, GHL_EXCHANGE_MT);
