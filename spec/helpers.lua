@@ -145,6 +145,7 @@ function M.start()
     state.pid = int(info.pid)
     state.http_port, state.https_port, state.other_port = int(info.http), int(info.https), int(info.other)
     state.proxy_port = int(info.proxy)
+    state.dns_port = int(info.dns)
     state.http_url = "http://127.0.0.1:" .. state.http_port
     state.https_url = "https://127.0.0.1:" .. state.https_port
     state.https_localhost_url = "https://localhost:" .. state.https_port
@@ -177,7 +178,7 @@ end
 local LAZY = {
   http_url = true, https_url = true, https_localhost_url = true, other_url = true,
   cainfo = true, http_port = true, https_port = true, other_port = true,
-  proxy_port = true, pid = true, log = true,
+  proxy_port = true, dns_port = true, pid = true, log = true,
 }
 setmetatable(M, {
   __index = function(_, key)

@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "compat.h"
+#include "exchange.h"
 #include "options.h"
 #include "shape.h"
 #include "webhook.h"
@@ -61,6 +62,7 @@ EXPORT int luaopen_ghl(lua_State *L) {
     lua_newtable(L);
     luaL_setfuncs(L, functions, 0);
     ghl_client_open(L);
+    ghl_exchange_open(L);
     ghl_webhook_open(L);
     lua_pushliteral(L, GHL_VERSION);
     lua_setfield(L, -2, "VERSION");

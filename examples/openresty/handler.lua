@@ -6,8 +6,9 @@ local ghl_resty = require("ghl.resty")
 local M = {}
 
 local function options()
-  -- token: GHL_TOKEN (read by ghl itself when opts.token is absent)
-  local base_url = os.getenv("GHL_BASE_URL")
+  -- token: GHL_TOKEN (read by ghl itself when opts.token is absent);
+  -- base_url: the $ghl_base_url setting of nginx.conf
+  local base_url = ngx.var.ghl_base_url
   return { base_url = base_url ~= "" and base_url or nil, timeout = 10, retries = 1 }
 end
 
@@ -45,6 +46,16 @@ function M.message(id)
   ngx.header["X-Ghl-Null-Attachments"] = nulls
   ngx.header["X-Ghl-Type"] = tostring(msg.type)
   send_json(ngx.HTTP_OK, msg)
+end
+
+-- GET /messages?ids=a,b,c: {messages = {...}, failures = {id = errmsg}}.
+function M.messages(ids_arg)
+  local ids = {}
+  for id in (ids_arg or ""):gmatch("[A-Za-z0-9_-]+") do ids[#ids + 1] = id end
+  local messages, failures = ghl_resty.get_messages(ids, options())
+  local errors = {}
+  for id, info in pairs(failures) do errors[id] = info.errmsg end
+  send_json(ngx.HTTP_OK, { messages = messages, failures = errors })
 end
 
 -- access_by_lua: let the request through only for an inbound message.

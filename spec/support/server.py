@@ -126,6 +126,12 @@ Scenario table (id without nonce -> response)
     body_msg_null_id     200 {"message":{"id":null}}
     body_nul_garbage     200 sms.json, then a NUL byte and "garbage"
     slow_ok_<ms>         sleeps <ms> (<= 30000), then 200 sms.json
+    slow_echo_<ms>       sleeps <ms> (<= 30000), then the "echo" answer
+    chunked_sms          sms.json with Transfer-Encoding: chunked (chunks of 100 bytes)
+    chunked_huge         9 MiB message (as huge_9mib), chunked: no Content-Length
+    sms_then_drop        sms.json on a kept-alive connection; the next request on the
+                         same connection is read and the connection closed unanswered
+                         (logged as the event "dropped", with its id and conn)
 
   anything else          404 {"message":"No such scenario: <name>"}
 
@@ -153,8 +159,11 @@ the same scenario (nonce stripped) received and not yet being answered, this
 one included (a request stops counting when its answer starts, after any
 slow_ok_<ms> sleep).  Events: {"event","t","id",...}.
 
+DNS listener (UDP, for nginx's resolver): every A query is answered 127.0.0.1,
+except names ending in ".invalid" (NXDOMAIN); other types get no answer records.
+
 Ready file (--ready-file), written atomically:
-  {"pid": ..., "http": port, "https": port, "other": port, "proxy": port}
+  {"pid": ..., "http": port, "https": port, "other": port, "proxy": port, "dns": port}
 """
 
 import argparse
@@ -481,6 +490,12 @@ def choose(handler, listener, full_id, scenario, attempt):
         return Reply(200, fault_body(scenario), mode="huge")
     if scenario in ("never_answer", "stall_half", "reset_mid_body", "short_body", "slow_drip"):
         return Reply(200, fixture(SMS), mode=scenario)
+    if scenario in ("chunked_sms", "chunked_huge"):
+        body = fixture(SMS) if scenario == "chunked_sms" else fault_body("huge_9mib")
+        return Reply(200, body, mode="chunked")
+    if scenario == "sms_then_drop":
+        handler.drop_next = True
+        return json_reply(200, SMS)
     if scenario in ("redirect_302_other", "redirect_301_same"):
         _, nonce = split_id(full_id)
         target_id = "sms--" + (nonce + "-moved" if nonce else "moved")
@@ -497,6 +512,11 @@ def choose(handler, listener, full_id, scenario, attempt):
     m = re.match(r"^slow_ok_(\d{1,5})$", scenario)
     if m:
         r = json_reply(200, SMS)
+        r.sleep_ms = min(int(m.group(1)), HOLD_SECONDS * 1000)
+        return r
+    m = re.match(r"^slow_echo_(\d{1,5})$", scenario)
+    if m:
+        r = Reply(200, echo_body(full_id))
         r.sleep_ms = min(int(m.group(1)), HOLD_SECONDS * 1000)
         return r
     m = re.match(r"^ra_secs_(\d{1,4})$", scenario)
@@ -624,6 +644,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def serve(self):
         listener = self.server.listener
+        if getattr(self, "drop_next", False):
+            m = PATH_RE.match(self.path)
+            log_event("dropped", m.group(1) if m else "", conn=self.conn_id, path=self.path)
+            self.close_connection = True
+            return
         self.req_body = self.read_body()
         m = PATH_RE.match(self.path)
         full_id = m.group(1) if m else None
@@ -712,8 +737,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("X-RateLimit-Interval-Milliseconds", str(rl["interval_ms"]))
             self.send_header("X-RateLimit-Limit-Daily", str(rl["daily_limit"]))
             self.send_header("X-RateLimit-Daily-Remaining", str(rl["daily_remaining"]))
-        length = len(body) + (100 if mode == "short_body" else 0)
-        self.send_header("Content-Length", str(length))
+        if mode == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            length = len(body) + (100 if mode == "short_body" else 0)
+            self.send_header("Content-Length", str(length))
         if mode in ("stall_half", "reset_mid_body", "short_body"):
             self.send_header("Connection", "close")
         self.end_headers()
@@ -747,6 +775,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.02)
         elif mode == "huge":
             self.send_huge(body, full_id)
+        elif mode == "chunked":
+            try:
+                step = 100 if len(body) < 65536 else 65536
+                for i in range(0, len(body), step):
+                    piece = body[i:i + step]
+                    self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            except (OSError, ssl.SSLError) as e:
+                log_event("client_gone", full_id, reason=str(e), conn=self.conn_id)
+                self.close_connection = True
+                return
         self.wfile.flush()
 
     def send_huge(self, body, full_id):
@@ -874,10 +913,48 @@ class ProxyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         pass
 
 
+def dns_answer(query):
+    """The answer to one DNS query (see "DNS listener"), or None."""
+    if len(query) < 12:
+        return None
+    qid, flags, qdcount = struct.unpack("!HHH", query[:6])
+    if qdcount != 1:
+        return None
+    i, labels = 12, []
+    while i < len(query) and query[i] != 0:
+        n = query[i]
+        labels.append(query[i + 1:i + 1 + n].decode("ascii", "replace"))
+        i += 1 + n
+    question_end = i + 5
+    if question_end > len(query):
+        return None
+    qtype = struct.unpack("!H", query[i + 1:i + 3])[0]
+    name = ".".join(labels).lower()
+    rcode, answers = 0, b""
+    if name.endswith(".invalid"):
+        rcode = 3
+    elif qtype == 1:
+        answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+    head = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100) | rcode, 1,
+                       1 if answers else 0, 0, 0)
+    return head + query[12:question_end] + answers
+
+
+def serve_dns(sock):
+    while True:
+        try:
+            query, peer = sock.recvfrom(512)
+            answer = dns_answer(query)
+            if answer:
+                sock.sendto(answer, peer)
+        except OSError:
+            return
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024
 
     def __init__(self, listener, ssl_context, ports):
         self.listener = listener
@@ -918,12 +995,17 @@ def main():
         threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
                          daemon=True).start()
 
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dns.bind(("127.0.0.1", 0))
+    ports["dns"] = dns.getsockname()[1]
+    threading.Thread(target=serve_dns, args=(dns,), daemon=True).start()
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
 
     ready = {"pid": os.getpid(), "http": ports["http"], "https": ports["https"],
-             "other": ports["other"], "proxy": ports["proxy"]}
+             "other": ports["other"], "proxy": ports["proxy"], "dns": ports["dns"]}
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(ready, f)

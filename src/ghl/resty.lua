@@ -1,100 +1,389 @@
--- ghl.resty: ghl for OpenResty / lua-nginx-module.
+-- ghl.resty: ghl for OpenResty / lua-nginx-module, on nginx cosockets.
 --
 --   local ghl_resty = require("ghl.resty")
 --   local msg, err, info = ghl_resty.get_message(id, opts)
+--   local messages, failures = ghl_resty.get_messages(ids, opts)
 --
--- Same arguments and returns as ghl.get_message, usable wherever the request
--- may yield (rewrite_by_lua*, access_by_lua*, content_by_lua*, ngx.timer.at
--- callbacks), and never blocking the worker's event loop.
+-- The same arguments and returns as ghl.get_message and client:get_messages,
+-- usable wherever cosockets work (rewrite_by_lua*, access_by_lua*,
+-- content_by_lua*, ngx.timer.at callbacks), never blocking the event loop: a
+-- worker holds as many fetches in flight as it holds connections.
 --
--- How: the blocking libcurl call runs on an nginx thread pool through
--- ngx.run_worker_thread (lua-nginx-module >= 0.10.21). nginx.conf needs, in
--- the main context:
+-- Split of the work: this file only moves bytes (connect, TLS handshake,
+-- send, read the status line, headers and a Content-Length or chunked body,
+-- keep-alive). The C core (ghl._exchange, src/exchange.c) does what it does
+-- for libcurl: the request bytes, the headers ghl reads, max_body_size, the
+-- retry rule and its waits, and the three returns with the token cut out.
 --
---   thread_pool ghl threads=4;
---
--- The calling coroutine yields until the thread is done; the event loop keeps
--- serving other requests meanwhile. Each job runs in a Lua VM that nginx
--- keeps for worker threads (created with the caller's package.path and
--- package.cpath, reused from one job to the next), so ghl's per-state client
--- cache keeps the connection (keep-alive, TLS session) between calls made on
--- the same VM. A thread is busy for the whole call, retries and their waits
--- included: size `threads=` for the number of fetches in flight at once.
---
--- Why not cosockets: ngx.socket.tcp would make the I/O native to the event
--- loop, but then this module would have to reimplement in Lua what the C
--- module does with libcurl (TLS verification against a CA file, proxies,
--- gzip/deflate, retries with Retry-After, rate-limit headers, body limits)
--- and keep the two in step. Worker threads run the very same C code as every
--- other host, at the cost of one pool thread per fetch in flight.
---
--- What crosses the thread boundary: run_worker_thread copies booleans,
--- numbers, strings, lightuserdata and (nested, metatable-less) tables both
--- ways. The message table and info are plain data, and ghl.null is the NULL
--- lightuserdata, so a null array element arrives as the same value as
--- ngx.null and cjson.null. MESSAGE_TYPES additions made by the application
--- live in the worker's own VM, so the `type` rule is applied here, on the
--- calling side, with this VM's ghl.MESSAGE_TYPES.
+-- nginx.conf needs `resolver` for a host name (services.leadconnectorhq.com)
+-- and `lua_ssl_trusted_certificate` to verify TLS; the options `cainfo` and
+-- `proxy` raise, as cosockets cannot honour them. One option of its own:
+-- `pool_size`, the idle connections kept per pool (host, port, TLS settings).
 
 local ghl = require("ghl")
 
+local new_exchange, new_window = ghl._exchange, ghl._window
+local ngx = ngx -- luacheck: ignore
+local tcp = ngx and ngx.socket and ngx.socket.tcp
+local now, sleep = ngx and ngx.now, ngx and ngx.sleep
+local spawn, wait, kill = ngx and ngx.thread.spawn, ngx and ngx.thread.wait, ngx and ngx.thread.kill
+local floor, min = math.floor, math.min
+local find, match, sub = string.find, string.match, string.sub
+local unpack = unpack or table.unpack -- luacheck: ignore
+
 local M = {
-  THREAD_POOL = "ghl",
   null = ghl.null,
+  -- nginx's own default pool (30) would make 512 fetches in flight open and
+  -- close connections all the time
+  POOL_SIZE = 512,
+  KEEPALIVE_TIMEOUT = 60, -- seconds an idle connection stays in the pool
 }
 
-local function shallow_copy(t)
-  local out = {}
-  for k, v in pairs(t) do out[k] = v end
-  return out
+-- Where cosockets (and light threads) work.
+local PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local function check_phase()
+  if not tcp then
+    error("ghl: ghl.resty needs OpenResty or nginx's lua module (ngx.socket.tcp)", 0)
+  end
+  local phase = ngx.get_phase()
+  if not PHASES[phase] then
+    error("ghl: ghl.resty cannot fetch in the '" .. phase .. "' phase (no cosockets there):"
+      .. " call it from rewrite_by_lua*, access_by_lua*, content_by_lua* or an ngx.timer.at callback", 0)
+  end
 end
 
-local convert_type = ghl.convert_type -- the C module's type rule, with this VM's MESSAGE_TYPES
+local UNSUPPORTED = {
+  cainfo = "ghl: option 'cainfo' is not supported by ghl.resty: set lua_ssl_trusted_certificate in nginx.conf",
+  proxy = "ghl: option 'proxy' is not supported by ghl.resty (cosockets cannot go through a proxy)",
+}
 
--- Runs on a pool thread, in the worker-thread VM: no ngx API here. Always
--- returns three values that run_worker_thread can carry back.
-function M.worker_get_message(id, opts)
-  local ok, lib = pcall(require, "ghl")
-  if not ok then
-    return nil, "ghl: cannot load the C module on the worker thread: " .. tostring(lib),
-      { kind = "host" }
+-- A copy of opts without pool_size (ghl.resty's own), and pool_size.
+local function split_options(opts)
+  if type(opts) ~= "table" then return opts, M.POOL_SIZE end
+  -- the common case: nothing to take out (the C side never changes the table)
+  if opts.pool_size == nil and opts.cainfo == nil and opts.proxy == nil then return opts, M.POOL_SIZE end
+  local copy = {}
+  for k, v in pairs(opts) do copy[k] = v end
+  for key, why in pairs(UNSUPPORTED) do
+    if copy[key] ~= nil then error(why, 0) end
   end
-  local ok2, msg, err, info = pcall(lib.get_message, id, opts)
-  if not ok2 then
-    return nil, "ghl: " .. tostring(msg):gsub("^ghl: ", ""), { kind = "host" }
+  local size = copy.pool_size
+  copy.pool_size = nil
+  if size == nil then return copy, M.POOL_SIZE end
+  if type(size) ~= "number" or size < 1 or size ~= floor(size) or size > 1e6 then
+    error("ghl: option 'pool_size' must be an integer from 1 to 1000000", 0)
   end
-  return msg, err, info
+  return copy, size
 end
 
-local NO_POOL_HINT = 'add "thread_pool ' .. M.THREAD_POOL
-  .. ' threads=4;" to the main context of nginx.conf'
+-- ghl._exchange, raising its misuse errors as the C module does (no
+-- position: LuaJIT would name this file's line).
+local function exchange(id, opts, batch)
+  local ok, ex = pcall(new_exchange, id, opts, batch)
+  if not ok then error(ex, 0) end
+  return ex
+end
 
-function M.get_message(id, opts)
-  -- Misuse raises here, in the caller's handler, before anything is sent.
-  -- (The C module's message, unchanged: no position prefix.)
-  local ok, why = pcall(ghl.get_message_request, id, opts)
-  if not ok then error(why, 0) end
-  if opts ~= nil then opts = shallow_copy(opts) else opts = {} end
-  local convert = opts.convert_enums ~= false
-  opts.convert_enums = false
+local function ms(seconds)
+  local n = floor(seconds * 1000 + 0.5)
+  return n > 0 and n or 1
+end
 
-  local run = ngx and ngx.run_worker_thread
-  if not run then
-    return nil, "ghl: ngx.run_worker_thread is not available (lua-nginx-module 0.10.21 or later"
-      .. " built with threads is needed)", { kind = "host" }
-  end
-  local done, msg, err, info = run(M.THREAD_POOL, "ghl.resty", "worker_get_message", id, opts)
-  if not done then
-    why = tostring(msg)
-    if why:find("thread pool", 1, true) or why:find("thread_pool", 1, true) then
-      return nil, "ghl: no nginx thread pool named \"" .. M.THREAD_POOL .. "\" (" .. why
-        .. "): " .. NO_POOL_HINT, { kind = "host" }
+-- ---- one attempt ----
+
+-- What a cosocket error means for the exchange.
+local function connect_failure(err)
+  if err == "timeout" then return "connect_timeout" end
+  if find(err, "resolve", 1, true) then return "resolve" end
+  return "connect"
+end
+
+local function tls_failure(err)
+  if err == "timeout" then return "timeout" end
+  -- "<X509 error number>: text" and "certificate host mismatch" are verification
+  if match(err, "^%d+:") or find(err, "host mismatch", 1, true) then return "verify" end
+  return "tls"
+end
+
+local function io_failure(err)
+  if err == "timeout" then return "timeout" end
+  if err == "closed" then return "closed" end
+  return "recv"
+end
+
+-- Reads n bytes into ex in pieces, each read bounded by what is left of
+-- the attempt (one receive(n) would re-arm its timer on every packet).
+-- Returns true, or the failure and its text.
+local function read_exact(sock, ex, deadline, n)
+  while n > 0 do
+    sock:settimeout(ms(deadline - now()))
+    local data, err = sock:receiveany(n < 65536 and n or 65536)
+    if not data then
+      if err == "closed" then return "closed", "transfer closed with " .. n .. " bytes remaining to read" end
+      return io_failure(err), err
     end
-    return nil, "ghl: ngx.run_worker_thread failed: " .. why, { kind = "host" }
+    if not ex:body(data) then return "too_large" end
+    n = n - #data
   end
-  if not msg then return nil, err, info end
-  if convert then convert_type(msg) end
-  return msg, nil, info
+  return true
+end
+
+-- Reads a chunked body into ex; buf holds what was read past the head.
+-- Returns true (and whether bytes came after the body), or the failure.
+local function read_chunked(sock, ex, deadline, buf)
+  local pos = 1
+  local function line() -- the next CRLF-ended line, reading more as needed
+    while true do
+      local e = find(buf, "\r\n", pos, true)
+      if e then
+        local l = sub(buf, pos, e - 1)
+        pos = e + 2
+        return l
+      end
+      if #buf - pos > 4096 then return nil, "protocol" end
+      sock:settimeout(ms(deadline - now()))
+      local data, err = sock:receiveany(65536)
+      if not data then return nil, err end
+      buf, pos = sub(buf, pos) .. data, 1
+    end
+  end
+  local function failed(err, what)
+    if err == "protocol" then return "protocol", "bad " .. what end
+    return io_failure(err), "reading " .. what .. ": " .. err
+  end
+  while true do
+    local l, err = line()
+    if not l then return failed(err, "a chunk size") end
+    local size = tonumber(match(l, "^%s*(%x+)"), 16)
+    if not size then return "protocol", "bad chunk size line" end
+    if size == 0 then
+      repeat -- trailers, up to the empty line
+        l, err = line()
+        if not l then return failed(err, "the trailers") end
+      until l == ""
+      return true, pos <= #buf
+    end
+    local have = #buf - pos + 1 -- the chunk's data: what is here, then the rest
+    if have >= size then
+      if not ex:body(sub(buf, pos, pos + size - 1)) then return "too_large" end
+      pos = pos + size
+    else
+      if have > 0 and not ex:body(sub(buf, pos)) then return "too_large" end
+      buf, pos = "", 1
+      local ok, text = read_exact(sock, ex, deadline, size - have)
+      if ok ~= true then return ok, text end
+    end
+    l, err = line()
+    if l ~= "" then return l and "protocol" or io_failure(err), "bad chunk end" end
+  end
+end
+
+-- Reads the body (chunked, Content-Length, or to the close) into ex; buf
+-- holds what was read past the head. Returns true (and whether bytes came
+-- after the body), or the failure ("too_large" included) and its text.
+local function read_body(sock, ex, deadline, chunked, length, buf)
+  if length then
+    if #buf >= length then
+      return ex:body(sub(buf, 1, length)) or "too_large", #buf > length
+    end
+    if buf ~= "" and not ex:body(buf) then return "too_large" end
+    return read_exact(sock, ex, deadline, length - #buf)
+  end
+  if chunked then return read_chunked(sock, ex, deadline, buf) end
+  if buf ~= "" and not ex:body(buf) then return "too_large" end
+  while true do -- no framing: the body ends with the connection
+    sock:settimeout(ms(deadline - now()))
+    local data, err = sock:receiveany(65536)
+    if not data then
+      if err == "closed" then return true end
+      return io_failure(err), err
+    end
+    if not ex:body(data) then return "too_large" end
+  end
+end
+
+local MAX_HEAD = 65536
+
+-- Reads the status line, headers and body. Returns true (whole, and
+-- whether the connection may be kept), or false, what, text; what is "stale"
+-- when the connection was closed before any byte of the answer came.
+local function read_response(sock, ex, deadline)
+  -- a small answer comes in one read: the head is judged in C (status, the
+  -- headers ghl reads, framing), and what follows it starts the body
+  local buf, status, length, chunked, keep = ""
+  repeat -- skip any 1xx interim answer
+    local e = find(buf, "\r\n\r\n", 1, true)
+    while not e do
+      if #buf > MAX_HEAD then return false, "protocol", "response head over 64 KiB" end
+      sock:settimeout(ms(deadline - now()))
+      local data, err = sock:receiveany(65536)
+      if not data then
+        if err ~= "timeout" and buf == "" then return false, "stale", err end
+        return false, io_failure(err), "reading the headers: " .. err
+      end
+      local from = #buf - 2 -- the end marker may straddle two reads
+      buf = buf .. data
+      e = find(buf, "\r\n\r\n", from > 1 and from or 1, true)
+    end
+    status, length, chunked, keep = ex:head(sub(buf, 1, e - 1))
+    if status == false then return false, "too_large" end
+    if not status then return false, "protocol", length end
+    buf = sub(buf, e + 4)
+  until status >= 200
+  if status == 204 or status == 304 then return true, keep and buf == "" end
+  local ok, extra = read_body(sock, ex, deadline, chunked, length >= 0 and length or nil, buf)
+  if ok ~= true then return false, ok, extra end
+  return true, keep and not extra and (chunked or length >= 0)
+end
+
+-- One attempt on a pooled or new connection; reports to ex what happened.
+local function attempt(ex, t)
+  local started = now()
+  local deadline = started + t.timeout
+  for _ = 1, 2 do -- a second time only for a kept connection found closed
+    local sock = tcp()
+    sock:settimeouts(ms(min(t.connect_timeout, deadline - now())), ms(deadline - now()), ms(deadline - now()))
+    local ok, err = sock:connect(t.host, t.port, t.pool_opts)
+    if not ok then
+      local what = connect_failure(err)
+      if what == "resolve" and find(err, "no resolver", 1, true) then
+        err = err .. " (add a resolver directive to nginx.conf)"
+      end
+      return ex:fail(what, err)
+    end
+    local reused = sock:getreusedtimes() > 0
+    if t.https and not reused then
+      sock:settimeout(ms(deadline - now()))
+      ok, err = sock:sslhandshake(nil, t.server_name, t.verify)
+      if not ok then
+        sock:close()
+        return ex:fail(tls_failure(err), "TLS handshake: " .. err)
+      end
+    end
+    sock:settimeout(ms(deadline - now()))
+    ok, err = sock:send(t.request)
+    local whole, what, text
+    if not ok then
+      whole, what, text = false, reused and err ~= "timeout" and "stale" or (err == "timeout" and "timeout" or "send"), err
+    else
+      whole, what, text = read_response(sock, ex, deadline)
+    end
+    if whole then
+      if what then -- may be kept: back to the worker's pool
+        sock:setkeepalive(M.KEEPALIVE_TIMEOUT * 1000, t.pool_size)
+      else
+        sock:close()
+      end
+      return
+    end
+    sock:close()
+    if what == "too_large" then return end -- the C side knows already
+    if what ~= "stale" or not reused then
+      if what == "stale" then what = ok and io_failure(text) or "send" end
+      if what == "timeout" then text = "Operation timed out after " .. ms(now() - started) .. " milliseconds" end
+      return ex:fail(what, text)
+    end
+    -- the server closed a kept connection before answering: once more at once
+  end
+  return ex:fail("closed", "the server closed the connection before answering")
+end
+
+-- What every attempt of an exchange connects to and sends.
+local function target_of(ex, pool_size)
+  local scheme, host, port, server_name, pool_key = ex:target()
+  local connect_timeout, timeout = ex:timeouts()
+  return {
+    https = scheme == "https", host = host, port = port, server_name = server_name,
+    verify = find(pool_key, ":verify", 1, true) ~= nil,
+    pool_opts = { pool = pool_key, pool_size = pool_size },
+    pool_size = pool_size, request = ex:request(),
+    connect_timeout = connect_timeout, timeout = timeout,
+  }
+end
+
+-- Attempts and waits until the C retry rule says done; the three returns.
+local function run(ex, pool_size, window)
+  local t = target_of(ex, pool_size)
+  while true do
+    attempt(ex, t)
+    if window then window:take(ex) end
+    local delay = ex:next_attempt()
+    if not delay then break end
+    sleep(delay) -- a timer that keeps an exiting worker alive until it fires
+  end
+  t.request = nil
+  return ex:result()
+end
+
+--- get_message(id [, opts]) -> message, nil, info | nil, errmsg, info
+function M.get_message(id, opts)
+  check_phase()
+  local o, pool_size = split_options(opts)
+  return run(exchange(id, o), pool_size)
+end
+
+--- get_messages(ids [, opts]) -> messages, failures (both keyed by id)
+-- At most opts.concurrency (default 8) light threads in flight, started
+-- only while the rate-limit window has room, as the C batch does.
+function M.get_messages(ids, opts)
+  check_phase()
+  if type(ids) ~= "table" then
+    error("ghl: bad argument 'ids' (a table expected, got " .. type(ids) .. ")", 0)
+  end
+  local o, pool_size = split_options(opts)
+  local order, exchanges = {}, {}
+  for i = 1, #ids do -- every id checked before anything is sent
+    local id = ids[i]
+    local ex = exchange(id, o, true)
+    if not exchanges[id] then
+      exchanges[id] = ex
+      order[#order + 1] = id
+    end
+  end
+  local concurrency, max_retry_delay = exchange("x", o, true):batch()
+  local messages, failures = {}, {}
+  local window = new_window(max_retry_delay)
+  local slots, running, nxt = {}, 0, 1
+
+  local function fetch(slot, id)
+    return slot, id, run(exchanges[id], pool_size, window)
+  end
+
+  while nxt <= #order or running > 0 do
+    while running < concurrency and nxt <= #order do
+      local room, pause = window:room(running)
+      if not room then
+        if running == 0 then sleep(pause) end
+        break
+      end
+      local slot = 1
+      while slots[slot] do slot = slot + 1 end
+      slots[slot] = spawn(fetch, slot, order[nxt])
+      nxt, running = nxt + 1, running + 1
+    end
+    if running > 0 then
+      local list = {}
+      for _, th in pairs(slots) do list[#list + 1] = th end
+      local ok, slot, id, msg, err, info = wait(unpack(list))
+      if not ok then
+        for _, th in pairs(slots) do kill(th) end
+        error(slot, 0)
+      end
+      slots[slot], running = nil, running - 1
+      exchanges[id] = nil
+      if msg ~= nil then
+        messages[id] = msg
+      else
+        info.errmsg = err
+        failures[id] = info
+      end
+    end
+  end
+  return messages, failures
 end
 
 return M
