@@ -95,6 +95,7 @@ local function nginx_conf(dir, port, conf)
     "      log_by_lua_block { ngx.shared.spec:set('log_err', " .. H .. ".phase_error()) }",
     "    }",
     "    location /shared { content_by_lua_block { " .. H .. ".shared() } }",
+    "    location /webhook { client_body_buffer_size 1k; content_by_lua_block { " .. H .. ".webhook() } }",
     "    location /pong { content_by_lua_block { ngx.say('pong') } }",
     "  }",
     "}",
@@ -209,6 +210,16 @@ function M.load()
 end
 
 -- The error a fetch raises in a phase without cosockets.
+function M.webhook()
+  local key = ngx.var.http_x_spec_key
+  local ok, event, err, info = pcall(resty.verify_webhook, key and { public_key = key } or nil)
+  if not ok then return M.reply({ raised = true, err = tostring(event) }) end
+  M.reply({ raised = false, err = err, info = info,
+            event_type = type(event) == "table" and event.type or nil,
+            message_id = type(event) == "table" and event.messageId or nil,
+            size = type(event) == "table" and event.pad and #event.pad or nil })
+end
+
 function M.phase_error()
   local ok, err = pcall(resty.get_message, "sms", { token = "t", base_url = "http://127.0.0.1:9" })
   return ok and "did not raise" or tostring(err)
@@ -798,6 +809,73 @@ end
     -- 512 connections, each a 0.5 s fetch at a time, for 5 s
     assert.is_true(requests >= 2048, out)
     assert.is_nil(error_log(srv):find("no available Lua vm", 1, true))
+  end)
+end)
+
+describe("ghl.resty.verify_webhook in nginx", function()
+  local srv, dir, spki
+
+  local function sh(cmd)
+    local out = capture(cmd .. " 2>&1; echo \"rc=$?\"")
+    assert.truthy(out:find("rc=0\n?$"), cmd .. ": " .. out)
+  end
+
+  local function sign(body)
+    write_file(dir .. "/body", body)
+    sh("openssl pkeyutl -sign -rawin -inkey " .. q(dir .. "/ed.key") .. " -in " .. q(dir .. "/body")
+      .. " -out " .. q(dir .. "/sig"))
+    return (capture("base64 -w0 " .. q(dir .. "/sig")))
+  end
+
+  local function post(body, headers)
+    write_file(dir .. "/post", body)
+    local args = {}
+    for k, v in pairs(headers) do args[#args + 1] = "-H " .. q(k .. ": " .. v) end
+    local out = capture("curl -s --max-time 10 -X POST --data-binary @" .. q(dir .. "/post") .. " "
+      .. table.concat(args, " ") .. " " .. q(srv.base .. "/webhook"))
+    return json.decode(out)
+  end
+
+  setup(function()
+    h.start()
+    dir = h.temp_dir("ghl-webhook")
+    sh("openssl genpkey -algorithm ed25519 -out " .. q(dir .. "/ed.key"))
+    sh("openssl pkey -in " .. q(dir .. "/ed.key") .. " -pubout -outform DER -out " .. q(dir .. "/ed.der"))
+    spki = capture("base64 -w0 " .. q(dir .. "/ed.der"))
+    srv = start_nginx()
+  end)
+
+  teardown(function()
+    stop_nginx(srv)
+    h.remove_dir(dir)
+  end)
+
+  local BODY = '{"type":"InboundMessage","locationId":"LoC0000000000000test","messageId":"MsG0000000000000in01",'
+    .. '"messageType":"SMS","body":"Is Friday still ok?","direction":"inbound"}'
+
+  it("verifies the raw body against X-GHL-Signature and returns the event", function()
+    local r = post(BODY, { ["X-GHL-Signature"] = sign(BODY), ["X-Spec-Key"] = spki,
+      ["Content-Type"] = "application/json" })
+    assert.is_false(r.raised, r.err)
+    assert.is_nil(r.err)
+    assert.same({ "InboundMessage", "MsG0000000000000in01", "ed25519" }, { r.event_type, r.message_id, r.info.algorithm })
+  end)
+
+  it("reads a body nginx buffered to a file", function()
+    local big = '{"type":"InboundMessage","messageId":"MsG0000000000000in02","pad":"' .. string.rep("x", 200000) .. '"}'
+    local r = post(big, { ["X-GHL-Signature"] = sign(big), ["X-Spec-Key"] = spki })
+    assert.is_false(r.raised, r.err)
+    assert.is_nil(r.err)
+    assert.same({ "MsG0000000000000in02", 200000 }, { r.message_id, r.size })
+  end)
+
+  it("refuses a changed body, a missing signature, and the built-in key for a foreign signature", function()
+    local r = post(BODY .. " ", { ["X-GHL-Signature"] = sign(BODY), ["X-Spec-Key"] = spki })
+    assert.same({ false, "signature" }, { r.raised, r.info.kind })
+    r = post(BODY, { ["X-Spec-Key"] = spki })
+    assert.same({ false, "signature" }, { r.raised, r.info.kind })
+    r = post(BODY, { ["X-GHL-Signature"] = sign(BODY) }) -- the built-in key
+    assert.same({ false, "signature" }, { r.raised, r.info.kind })
   end)
 end)
 

@@ -70,6 +70,34 @@ function M.require_inbound(id)
   end
 end
 
+-- What to do with a message a webhook announced: here, log it.
+local function handle_message(msg)
+  ngx.log(ngx.INFO, "ghl: ", tostring(msg.direction), " ", tostring(msg.type), " message ", msg.id,
+    " in conversation ", tostring(msg.conversationId))
+end
+
+-- POST /webhook. HighLevel wants a quick 200; the fetch (with its retries)
+-- runs after the answer, in a timer, where cosockets work too.
+function M.webhook()
+  local event, err, info = ghl_resty.verify_webhook()
+  if not event then
+    ngx.log(ngx.WARN, err)
+    return send_json(info.kind == "signature" and ngx.HTTP_UNAUTHORIZED or ngx.HTTP_BAD_REQUEST,
+      { error = err, kind = info.kind })
+  end
+  send_json(ngx.HTTP_OK, { ok = true })
+  if (event.type == "InboundMessage" or event.type == "OutboundMessage") and type(event.messageId) == "string" then
+    local opts = options()
+    local ok, why = ngx.timer.at(0, function(premature)
+      if premature then return end -- the worker is exiting
+      local msg, ferr = ghl_resty.get_message(event.messageId, opts)
+      if not msg then return ngx.log(ngx.ERR, "ghl: webhook fetch failed: ", ferr) end
+      handle_message(msg)
+    end)
+    if not ok then ngx.log(ngx.ERR, "ghl: cannot start the fetch: ", why) end
+  end
+end
+
 M.null = ghl.null
 
 return M

@@ -386,4 +386,33 @@ function M.get_messages(ids, opts)
   return messages, failures
 end
 
+-- Where the request body can be read.
+local BODY_PHASES = { rewrite = true, access = true, content = true }
+
+--- verify_webhook([opts]) -> event, nil, info | nil, errmsg, info
+-- ghl.verify_webhook over the current request's raw body (read here, also
+-- when nginx buffered it to a temporary file) and its headers.
+function M.verify_webhook(opts)
+  local phase = ngx and ngx.get_phase and ngx.get_phase()
+  if not BODY_PHASES[phase] then
+    error("ghl: verify_webhook reads the request body: call it from rewrite_by_lua*, access_by_lua*"
+      .. " or content_by_lua*, not the '" .. tostring(phase) .. "' phase", 0)
+  end
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body == nil then
+    local path = ngx.req.get_body_file() -- larger than client_body_buffer_size
+    if path ~= nil then
+      local f, why = io.open(path, "rb")
+      if not f then error("ghl: cannot read the request body nginx buffered to " .. path .. ": " .. tostring(why), 0) end
+      body = f:read("*a")
+      f:close()
+    end
+  end
+  -- get_headers() gives lower-case names, a list for a repeated one (which
+  -- ghl.verify_webhook refuses); its default of 100 headers keeps an attacker
+  -- from pushing the signature out of sight: the request then fails unsigned
+  return ghl.verify_webhook(body or "", ngx.req.get_headers(), opts)
+end
+
 return M
