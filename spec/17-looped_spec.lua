@@ -130,12 +130,14 @@ describe("looped clients", function()
 
   it("keep the results a step made before Lua code raised in it, for the next step", function()
     local c = ghl._looped_client(h.opts({ user_agent = "looped-keep" }))
-    local a = c:_add("get_message", h.fresh_id("slow_ok_300"))
-    local b = c:_add("get_message", h.fresh_id("slow_ok_300"))
-    for _ = 1, 10 do -- both start and are sent
+    local ida, idb = h.fresh_id("slow_ok_300"), h.fresh_id("slow_ok_300")
+    local a = c:_add("get_message", ida)
+    local b = c:_add("get_message", idb)
+    local sent = h.wait_for(function() -- both start and reach the server
       assert.same({}, (c:_step()))
-      h.sleep(0.01)
-    end
+      return #h.requests_for(ida) == 1 and #h.requests_for(idb) == 1
+    end, 10)
+    assert.truthy(sent, "the two requests did not reach the server")
     h.sleep(0.8) -- both answered: one step finishes both
     local decodes = 0
     debug.sethook(function()
