@@ -37,28 +37,12 @@ end
 -- cjson's view of a JSON value -> what ghl promises: object members that are
 -- null absent, null array elements ghl.null.
 local function plain(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do
-    if x == NULL then
-      if type(k) == "number" then out[k] = ghl.null end
-    else
-      out[k] = plain(x)
-    end
-  end
-  return out
+  return h.copy_without_nulls(v, ghl.null)
 end
 
 -- The same, plus the message rules of section 1 for `type`.
 local function as_message(m)
-  local out = plain(m)
-  local mt = out.messageType
-  if type(mt) == "string" and mt:sub(1, 5) == "TYPE_" then
-    out.type = mt
-  elseif type(out.type) == "number" and ghl.MESSAGE_TYPES[out.type] ~= nil then
-    out.type = ghl.MESSAGE_TYPES[out.type]
-  end
-  return out
+  return h.apply_type_rule(ghl, plain(m))
 end
 
 local MESSAGES = h.fixture_json("messages.json")

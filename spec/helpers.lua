@@ -342,6 +342,8 @@ function M.fixture_json(name)
   return cjson.decode(M.fixture(name))
 end
 
+-- A decoded fixture as ghl gives it: null object members absent, null array
+-- elements null_value.
 local function copy_without_nulls(v, null_value)
   if type(v) ~= "table" then return v end
   local out = {}
@@ -364,13 +366,19 @@ function M.expected_message(ghl, name, convert_enums)
   local msg = doc
   if type(doc.message) == "table" then msg = doc.message end
   msg = copy_without_nulls(msg, ghl.null)
-  if convert_enums ~= false then
-    local mt = msg.messageType
-    if type(mt) == "string" and mt:sub(1, 5) == "TYPE_" then
-      msg.type = mt
-    elseif type(msg.type) == "number" and ghl.MESSAGE_TYPES[msg.type] ~= nil then
-      msg.type = ghl.MESSAGE_TYPES[msg.type]
-    end
+  if convert_enums ~= false then M.apply_type_rule(ghl, msg) end
+  return msg
+end
+
+M.copy_without_nulls = copy_without_nulls
+
+-- The contract's `type` rule, applied to msg in place; returns msg.
+function M.apply_type_rule(ghl, msg)
+  local mt = msg.messageType
+  if type(mt) == "string" and mt:sub(1, 5) == "TYPE_" then
+    msg.type = mt
+  elseif type(msg.type) == "number" and ghl.MESSAGE_TYPES[msg.type] ~= nil then
+    msg.type = ghl.MESSAGE_TYPES[msg.type]
   end
   return msg
 end

@@ -1128,6 +1128,13 @@ static ghl_client *check_looped(lua_State *L, int idx) {
     return c;
 }
 
+/* The option keys a looped client's call takes: a client of the caller's
+ * own takes the per-call ones; a shared one gets the whole table it was
+ * chosen by, of which only the per-call keys count. */
+static int looped_call_scopes(const ghl_client *c) {
+    return c->strict_calls ? GHL_SCOPE_CALL | GHL_SCOPE_BATCH : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH;
+}
+
 /* client:_add(method, ...): the method's own arguments after its name */
 static int client_add(lua_State *L) {
     ghl_client *c = check_looped(L, 1);
@@ -1138,10 +1145,7 @@ static int client_add(lua_State *L) {
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     memset(&x, 0, sizeof x);
     opts = parse_call(L, luaL_checkstring(L, 2), 3, &x);
-    /* a shared client gets the whole table it was chosen by: only the per-call keys count */
-    read_call_options(L, c, opts, &o,
-                      c->strict_calls ? GHL_SCOPE_CALL | GHL_SCOPE_BATCH
-                                      : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    read_call_options(L, c, opts, &o, looped_call_scopes(c));
     /* reading the options may have run Lua code */
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
     if (c->busy) luaL_error(L, "ghl: the client is busy");
@@ -1236,9 +1240,7 @@ static int client_step(lua_State *L) {
 static int client_check_options(lua_State *L) {
     ghl_client *c = check_looped(L, 1);
     ghl_options o;
-    read_call_options(L, c, 2, &o,
-                      c->strict_calls ? GHL_SCOPE_CALL | GHL_SCOPE_BATCH
-                                      : GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | GHL_SCOPE_BATCH);
+    read_call_options(L, c, 2, &o, looped_call_scopes(c));
     return 0;
 }
 

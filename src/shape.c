@@ -426,30 +426,9 @@ static void push_http_failure(lua_State *L, const ghl_shape *s, int info, int bo
     push_failure(L, s, info, "http");
 }
 
-/* The message in a decoded 2xx body at `body`: body.message when it is an
- * object with an id, else the body itself when it has one. Pushes it, or
- * returns why there is none. */
-static const char *push_message(lua_State *L, int body) {
-    int found;
-    lua_getfield(L, body, "message");
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "id");
-        found = lua_type(L, -1) == LUA_TSTRING;
-        lua_pop(L, 1);
-        if (found) return NULL;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, body, "id");
-    found = lua_type(L, -1) == LUA_TSTRING;
-    lua_pop(L, 1);
-    if (!found) return "no message in the body";
-    lua_pushvalue(L, body);
-    return NULL;
-}
-
 /* body[field] when it is an object with a string id, else the body itself
- * when it has one (email). Pushes it, or returns why there is none. */
-static const char *push_unwrapped(lua_State *L, int body, const char *field) {
+ * when it has one (a message, an email). Pushes it, or returns why (none). */
+static const char *push_unwrapped(lua_State *L, int body, const char *field, const char *none) {
     int found;
     lua_getfield(L, body, field);
     if (lua_type(L, -1) == LUA_TTABLE) {
@@ -462,7 +441,7 @@ static const char *push_unwrapped(lua_State *L, int body, const char *field) {
     lua_getfield(L, body, "id");
     found = lua_type(L, -1) == LUA_TSTRING;
     lua_pop(L, 1);
-    if (!found) return "no object with an id in the body";
+    if (!found) return none;
     lua_pushvalue(L, body);
     return NULL;
 }
@@ -593,14 +572,14 @@ static const char *push_result(lua_State *L, const ghl_shape *s, ghl_unwrap unwr
     case GHL_UNWRAP_SEARCH_PAGE:
         return push_search_page(L, body, s->request->page_size);
     case GHL_UNWRAP_EMAIL:
-        why = push_unwrapped(L, body, "emailMessage");
+        why = push_unwrapped(L, body, "emailMessage", "no object with an id in the body");
         break;
     case GHL_UNWRAP_OBJECT:
     case GHL_UNWRAP_ANY:
         why = push_object(L, body, unwrap == GHL_UNWRAP_ANY);
         break;
     default:
-        why = push_message(L, body);
+        why = push_unwrapped(L, body, "message", "no message in the body");
         if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
             lua_pop(L, 1);
             return "a number is out of range";
