@@ -1,9 +1,7 @@
 /* libFuzzer target: ghl.decode_message(body, status) on arbitrary bytes.
  *
  * Built by scripts/fuzz (`make fuzz`) with ghl's sources linked in and
- * -fsanitize=fuzzer,address,undefined. One Lua 5.4 state is made at start;
- * luaopen_ghl loads lua-cjson from package.cpath (Debian's path by default,
- * GHL_FUZZ_CPATH to change it).
+ * -fsanitize=fuzzer,address,undefined. One Lua 5.4 state is made at start.
  *
  * An input is two bytes of status (big-endian, mapped to 100..599) and the
  * body. Every input must give the contract's returns: `message, nil, info`
@@ -22,9 +20,6 @@
 
 int luaopen_ghl(lua_State *L);
 
-#define DEFAULT_CPATH                                                                    \
-    "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;/usr/lib/aarch64-linux-gnu/lua/5.4/?.so;" \
-    "/usr/local/lib/lua/5.4/?.so;/usr/lib/lua/5.4/?.so"
 #define MAX_INFO_BODY (64 * 1024)
 #define MAX_SAFE_INTEGER 9007199254740991.0
 
@@ -42,16 +37,11 @@ static void die(const char *what, const char *detail) {
     } while (0)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    const char *cpath = getenv("GHL_FUZZ_CPATH");
     (void)argc;
     (void)argv;
     L = luaL_newstate();
     CHECK(L != NULL, "no Lua state");
     luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_pushstring(L, cpath != NULL && cpath[0] != '\0' ? cpath : DEFAULT_CPATH);
-    lua_setfield(L, -2, "cpath");
-    lua_pop(L, 1);
     lua_pushcfunction(L, luaopen_ghl);
     if (lua_pcall(L, 0, 1, 0) != 0) die("luaopen_ghl failed", lua_tostring(L, -1));
     lua_getfield(L, -1, "decode_message");

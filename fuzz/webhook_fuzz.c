@@ -44,9 +44,6 @@
 
 int luaopen_ghl(lua_State *L);
 
-#define DEFAULT_CPATH                                                                    \
-    "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;/usr/lib/aarch64-linux-gnu/lua/5.4/?.so;" \
-    "/usr/local/lib/lua/5.4/?.so;/usr/lib/lua/5.4/?.so"
 #define MAX_SAFE_INTEGER 9007199254740991.0
 
 static lua_State *L;
@@ -112,17 +109,12 @@ static void true_signature(const unsigned char *body, size_t len, char out[89]) 
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    const char *cpath = getenv("GHL_FUZZ_CPATH");
     (void)argc;
     (void)argv;
     make_keys();
     L = luaL_newstate();
     CHECK(L != NULL, "no Lua state");
     luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_pushstring(L, cpath != NULL && cpath[0] != '\0' ? cpath : DEFAULT_CPATH);
-    lua_setfield(L, -2, "cpath");
-    lua_pop(L, 1);
     lua_pushcfunction(L, luaopen_ghl);
     if (lua_pcall(L, 0, 1, 0) != 0) die("luaopen_ghl failed", lua_tostring(L, -1));
     lua_getfield(L, -1, "verify_webhook");

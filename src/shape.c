@@ -1,13 +1,14 @@
 #include "shape.h"
 
-#include <math.h>
+#include "json.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#define REG_JSON_DECODE "ghl.json_decode"
 #define REG_MESSAGE_TYPES "ghl.MESSAGE_TYPES"
 #define MAX_INFO_BODY (64 * 1024)
+#define OUT_OF_RANGE "a number is out of range"
 #define MAX_API_MESSAGE 300
 
 /* The spec's messageType list, read in order from 1. */
@@ -26,19 +27,6 @@ static const char *const message_types[] = {
 
 void ghl_shape_open(lua_State *L) {
     int i, n = (int)(sizeof message_types / sizeof message_types[0]);
-
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    if (lua_pcall(L, 1, 1, 0) != 0)
-        luaL_error(L, "ghl: lua-cjson is required but could not be loaded: %s", lua_tostring(L, -1));
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1); /* our own instance: settings apart from the caller's */
-    lua_getfield(L, -1, "decode_invalid_numbers");
-    lua_pushboolean(L, 0); /* strict JSON: no NaN, Infinity or hex */
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "decode");
-    lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
-    lua_pop(L, 2);
 
     lua_createtable(L, n, n);
     for (i = 0; i < n; i++) {
@@ -89,100 +77,23 @@ int ghl_utf8_valid(const char *str, size_t n) {
     return 1;
 }
 
-/* Whether a decode error is lua-cjson's own complaint about the body, not
- * an error raised by Lua code that ran meanwhile (a hook, a finalizer). */
-static int is_decoder_error(lua_State *L, int status) {
-    const char *msg;
-    if (status != LUA_ERRRUN || lua_type(L, -1) != LUA_TSTRING) return 0;
-    msg = lua_tostring(L, -1);
-    return strncmp(msg, "Expected ", 9) == 0 || strncmp(msg, "Found too many nested data structures", 37) == 0;
-}
-
-/* Decodes body with lua-cjson. Pushes the value and returns NULL, or pushes
- * nothing and returns why the body is not JSON. Any other error propagates. */
-static const char *json_decode(lua_State *L, const char *body, size_t len) {
-    int status, collecting;
+/* Pushes the decoded body and returns NULL (with *out_of_range), or pushes
+ * nothing and returns why the body is not JSON. */
+static const char *decode_body(lua_State *L, const char *body, size_t len, int *out_of_range) {
     if (len == 0) return "the body is empty";
-    if (memchr(body, '\0', len) != NULL) return "the body is not valid JSON"; /* cjson would stop there */
+    if (memchr(body, '\0', len) != NULL) return "the body is not valid JSON";
     if (!ghl_utf8_valid(body, len)) return "the body is not valid UTF-8";
-    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
-    lua_pushlstring(L, body, len);
-    /* no collection, so no finalizer, while cjson decodes: an error raised
-     * in there would unwind past cjson's buffer and leak it. Where such an
-     * error cannot propagate (5.4), the collector goes on: a restart would
-     * make it run at once, at some 12k instructions a fetch. */
-    collecting = GHL_FINALIZER_ERRORS_PROPAGATE && ghl_gc_running(L);
-    if (collecting) lua_gc(L, LUA_GCSTOP, 0);
-    status = lua_pcall(L, 1, 1, 0);
-    if (collecting) lua_gc(L, LUA_GCRESTART, 0);
-    if (status == 0) return NULL;
-    if (!is_decoder_error(L, status)) lua_error(L);
-    lua_pop(L, 1);
-    return "the body is not valid JSON";
-}
-
-/* Makes a decoded value follow the contract: null object members are
- * removed, null array elements stay as ghl.null (cjson's null is the same
- * value), integral numbers become integers on 5.3+. Returns 0, or -1 when a
- * number is beyond the range of a double. */
-static int normalize(lua_State *L, int t) {
-    luaL_checkstack(L, 4, "ghl: nesting too deep");
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        int vt = lua_type(L, -1);
-        if (vt == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL) {
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                lua_pushvalue(L, -2);
-                lua_pushnil(L);
-                lua_rawset(L, t); /* clearing a field during traversal is allowed */
-            }
-        } else if (vt == LUA_TNUMBER) {
-            double d = lua_tonumber(L, -1);
-            if (isinf(d) || isnan(d)) {
-                lua_pop(L, 2);
-                return -1;
-            }
-#if GHL_HAS_INTEGERS
-            if (!lua_isinteger(L, -1) && d == floor(d) && fabs(d) <= 9007199254740991.0) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, (lua_Integer)d);
-                lua_rawset(L, t);
-            }
-#endif
-        } else if (vt == LUA_TTABLE) {
-            if (normalize(L, lua_gettop(L)) != 0) {
-                lua_pop(L, 2);
-                return -1;
-            }
-        }
-        lua_pop(L, 1);
-    }
-    return 0;
+    return ghl_json_decode(L, body, len, out_of_range);
 }
 
 const char *ghl_decode_json(lua_State *L, const char *body, size_t len) {
-    const char *why = json_decode(L, body, len);
-    int t;
-    if (why != NULL) return why;
-    t = lua_type(L, -1);
-    if (t == LUA_TTABLE && normalize(L, lua_gettop(L)) != 0) {
+    int out_of_range = 0;
+    const char *why = decode_body(L, body, len, &out_of_range);
+    if (why == NULL && out_of_range) {
         lua_pop(L, 1);
-        return "a number is out of range";
+        why = OUT_OF_RANGE;
     }
-    if (t == LUA_TNUMBER) { /* a bare number: the same rule as a member */
-        double d = lua_tonumber(L, -1);
-        if (isinf(d) || isnan(d)) {
-            lua_pop(L, 1);
-            return "a number is out of range";
-        }
-#if GHL_HAS_INTEGERS
-        if (!lua_isinteger(L, -1) && d == floor(d) && fabs(d) <= 9007199254740991.0) {
-            lua_pop(L, 1);
-            lua_pushinteger(L, (lua_Integer)d);
-        }
-#endif
-    }
-    return NULL;
+    return why;
 }
 
 /* The `type` rule: the message's own TYPE_* messageType, else the name
@@ -446,7 +357,7 @@ static const char *push_unwrapped(lua_State *L, int body, const char *field, con
     return NULL;
 }
 
-/* Whether the table at idx came from a JSON array (cjson: keys 1..n; an
+/* Whether the table at idx came from a JSON array (keys 1..n; an
  * empty one cannot be told from {}, and counts as an object). */
 static int is_json_array(lua_State *L, int idx) {
     return lua_rawlen(L, idx) > 0;
@@ -496,10 +407,6 @@ static const char *push_message_page(lua_State *L, int body, int convert) {
     lua_getfield(L, wrapper, "lastMessageId");
     if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, -2, "last_message_id");
     else lua_pop(L, 1);
-    if (normalize(L, lua_gettop(L)) != 0) {
-        lua_pop(L, 3);
-        return "a number is out of range";
-    }
     if (convert) {
         n = (int)lua_rawlen(L, list);
         for (i = 1; i <= n; i++) {
@@ -529,10 +436,6 @@ static const char *push_search_page(lua_State *L, int body, long page_size) {
     lua_getfield(L, body, "total");
     if (lua_type(L, -1) == LUA_TNUMBER) lua_setfield(L, -2, "total");
     else lua_pop(L, 1);
-    if (normalize(L, lua_gettop(L)) != 0) {
-        lua_pop(L, 2);
-        return "a number is out of range";
-    }
     n = (int)lua_rawlen(L, list);
     if (n > 0 && n >= page_size) {
         lua_rawgeti(L, list, n);
@@ -580,16 +483,8 @@ static const char *push_result(lua_State *L, const ghl_shape *s, ghl_unwrap unwr
         break;
     default:
         why = push_unwrapped(L, body, "message", "no message in the body");
-        if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
-            lua_pop(L, 1);
-            return "a number is out of range";
-        }
         if (why == NULL && s->convert_enums) ghl_convert_type(L, lua_gettop(L));
         return why;
-    }
-    if (why == NULL && normalize(L, lua_gettop(L)) != 0) {
-        lua_pop(L, 1);
-        return "a number is out of range";
     }
     return why;
 }
@@ -597,7 +492,7 @@ static const char *push_result(lua_State *L, const ghl_shape *s, ghl_unwrap unwr
 void ghl_shape_push(lua_State *L, const ghl_shape *s) {
     const ghl_response *r = s->response;
     ghl_unwrap unwrap = s->request != NULL ? s->request->endpoint->unwrap : GHL_UNWRAP_MESSAGE;
-    int info, body = 0, ok = r->status >= 200 && r->status <= 299;
+    int info, body = 0, out_of_range = 0, ok = r->status >= 200 && r->status <= 299;
     const char *why;
 
     luaL_checkstack(L, 12, "ghl");
@@ -625,7 +520,7 @@ void ghl_shape_push(lua_State *L, const ghl_shape *s) {
         return;
     }
 
-    why = json_decode(L, r->body.data, r->body.len);
+    why = decode_body(L, r->body.data, r->body.len, &out_of_range);
     if (why == NULL && lua_type(L, -1) != LUA_TTABLE) {
         lua_pop(L, 1);
         why = "the body is not a JSON object";
@@ -638,7 +533,7 @@ void ghl_shape_push(lua_State *L, const ghl_shape *s) {
         push_http_failure(L, s, info, body);
         return;
     }
-    if (why == NULL) why = push_result(L, s, unwrap, body);
+    if (why == NULL) why = out_of_range ? OUT_OF_RANGE : push_result(L, s, unwrap, body);
     if (why != NULL) {
         if (body) lua_remove(L, body);
         lua_pushfstring(L, "ghl: cannot decode the response: %s", why);

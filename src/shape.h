@@ -38,9 +38,7 @@ const char *ghl_decode_json(lua_State *L, const char *body, size_t len);
 /* Applies the `type` rule to the message table at idx. */
 void ghl_convert_type(lua_State *L, int idx);
 
-/* Loads the JSON decoder (lua-cjson, an instance of our own so the caller's
- * cjson settings stay theirs) and the MESSAGE_TYPES table into the registry.
- * The table is on top of the stack. */
+/* Puts the MESSAGE_TYPES table into the registry, and on top of the stack. */
 void ghl_shape_open(lua_State *L);
 
 /* Whether the bytes are well-formed UTF-8 (no overlongs, no surrogates). */
