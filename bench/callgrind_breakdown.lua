@@ -3,7 +3,7 @@
 --   1. callgrind_annotate's top 25 functions of the ghl run of N2 fetches, by
 --      inclusive and by self instructions (the whole run, start-up included);
 --   2. per fetch, (run of N2 - run of N1) / (N2 - N1), ghl next to the C floor:
---      the parts of a fetch both have (libcurl, cjson.decode, the rest), self
+--      the parts of a fetch (libcurl, cjson.decode for the floor, the rest), self
 --      instructions by object, the calls out of ghl's code or the floor's, and
 --      self instructions by function; largest differences first.
 --   callgrind_breakdown.lua DIR N1 N2 [SCHEME]
@@ -198,7 +198,7 @@ local function part_row(label, fn)
 end
 part_row("in libcurl (curl_easy_* calls, callbacks included)", function(t) return t.curl end)
 part_row("  of which ghl's or the floor's write/header callbacks", function(t) return t.callbacks end)
-part_row("in cjson.decode (the tables it builds)", function(t) return t.cjson end)
+part_row("in cjson.decode (the floor; ghl decodes in its own code, the next row)", function(t) return t.cjson end)
 part_row("ghl's own work in client:get_message", function(t) return t.host end)
 part_row("the caller's loop (fetch.lua; the floor's main)", function(t) return t.loop end)
 part_row("Lua's garbage collector (run with it - run without)", function(t) return t.gc end)
