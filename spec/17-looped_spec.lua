@@ -128,35 +128,51 @@ describe("looped clients", function()
     c:close()
   end)
 
-  it("keep the results a step made before Lua code raised in it, for the next step", function()
-    local c = ghl._looped_client(h.opts({ user_agent = "looped-keep" }))
-    local ida, idb = h.fresh_id("slow_ok_300"), h.fresh_id("slow_ok_300")
-    local a = c:_add("get_message", ida)
-    local b = c:_add("get_message", idb)
-    local sent = h.wait_for(function() -- both start and reach the server
-      assert.same({}, (c:_step()))
-      return #h.requests_for(ida) == 1 and #h.requests_for(idb) == 1
-    end, 10)
-    assert.truthy(sent, "the two requests did not reach the server")
-    h.sleep(0.8) -- both answered: one step finishes both
-    local decodes = 0
-    debug.sethook(function()
-      if mc.on_stack(c._step, 5) then
-        decodes = decodes + 1
-        if decodes == 2 then error("boom on the second", 0) end
+  -- Lua code runs inside a step only as a finalizer (the decoder calls no
+  -- Lua function), and only where a finalizer's error propagates (not 5.4)
+  -- can it raise there; 5.2 runs finalizers only as a collection cycle
+  -- ends, which seldom falls inside a step. Swept over the k-th finalizer
+  -- run inside the step.
+  local step_raise = (mc.finalizer_errors_propagate() and _VERSION ~= "Lua 5.2") and it or pending
+  step_raise("keep the results a step made before Lua code raised in it, for the next step", function()
+    local fired = 0
+    for k = 1, 25 do
+      local c = ghl._looped_client(h.opts({ user_agent = "looped-keep" }))
+      local ida, idb = h.fresh_id("slow_ok_100"), h.fresh_id("slow_ok_100")
+      local a = c:_add("get_message", ida)
+      local b = c:_add("get_message", idb)
+      local sent = h.wait_for(function() -- both start and reach the server
+        assert.same({}, (c:_step()))
+        return #h.requests_for(ida) == 1 and #h.requests_for(idb) == 1
+      end, 10)
+      assert.truthy(sent, "the two requests did not reach the server")
+      h.sleep(0.3) -- both answered: one step finishes both
+      local ran, r = mc.run("finalizer", c._step, k, function() return c:_step() end,
+        function() error("boom in a step", 0) end)
+      if not ran then
+        c:close()
+        break
       end
-    end, "c")
-    local ok, err = pcall(c._step, c)
-    debug.sethook()
-    assert.is_false(ok)
-    assert.equal("boom on the second", err)
-    local lost = c:_interrupted()
-    local kept = lost == a and b or a
-    local got = drive(c)
-    assert.is_table(got[kept], "the result made before the error was lost")
-    assert.equal("TYPE_SMS", got[kept].msg.type)
-    assert.is_nil(got[lost])
-    c:close()
+      fired = fired + 1
+      assert.is_false(r[1])
+      assert.truthy(tostring(r[2]):find("boom in a step", 1, true), tostring(r[2])) -- 5.3 wraps it
+      -- the one being made when the error came is lost (named once); the
+      -- other comes, whether it was made before the error or after it
+      local lost = c:_interrupted()
+      assert.is_nil(c:_interrupted())
+      local got = drive(c)
+      for _, tag in ipairs({ a, b }) do
+        if tag == lost then
+          assert.is_nil(got[tag], "k=" .. k .. ": the interrupted fetch came too")
+        else
+          assert.is_table(got[tag], "k=" .. k .. ": a result was lost")
+          assert.equal("TYPE_SMS", got[tag].msg.type)
+        end
+      end
+      c:close()
+    end
+    assert.is_true(fired >= 2, "a finalizer ran inside " .. fired .. " steps")
+    if os.getenv("GHL_SPEC_VERBOSE") then print("finalizer inside a step: " .. fired .. " points") end
   end)
 
   it("keep their own copy of everything a call carries", function()
@@ -207,30 +223,25 @@ describe("looped clients", function()
     local c = ghl._looped_client(h.opts({ user_agent = "looped-busy" }))
     local tag = c:_add("get_message", h.fresh_id("sms"))
     local inner
-    -- a hook at every call: the step calls the JSON decoder through Lua
-    -- (at least two frames below _step: not the call of its own body)
+    -- a hook at every call: the step runs its body through lua_pcall, with
+    -- the client already busy (a frame below _step: not _step's own entry)
     debug.sethook(function()
-      if inner == nil and mc.on_stack(c._step, 5) then
+      if inner == nil and debug.getinfo(2, "f").func ~= c._step and mc.on_stack(c._step, 3) then
         inner = { pcall(c._add, c, "get_message", "abc") }
         error("boom from a hook")
       end
     end, "c")
-    local deadline = h.now() + 10
-    local ok, err
-    repeat
-      ok, err = pcall(c._step, c)
-      if ok then h.sleep(0.01) end
-    until not ok or h.now() > deadline
+    local ok, err = pcall(c._step, c)
     debug.sethook()
     assert.is_false(ok)
     assert.truthy(tostring(err):find("boom from a hook", 1, true), tostring(err))
     assert.is_false(inner[1])
     assert.equal("ghl: the client is busy", inner[2])
-    assert.equal(tag, c:_interrupted()) -- once
-    assert.is_nil(c:_interrupted())
-    -- the client goes on
+    assert.is_nil(c:_interrupted()) -- nothing was being made
+    -- the client goes on: the fetch added before comes, and a new one too
     local again = c:_add("get_message", h.fresh_id("sms"))
     local got = drive(c)
+    assert.equal("TYPE_SMS", got[tag].msg.type)
     assert.equal("TYPE_SMS", got[again].msg.type)
     c:close()
   end)

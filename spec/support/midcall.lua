@@ -5,7 +5,7 @@
 --
 -- Two ways in:
 --   "hook"       debug.sethook(f, "c"): f runs at each function call, also
---                the ones ghl makes from C (lua-cjson's decode through
+--                the ones ghl makes from C (its protected bodies, through
 --                lua_pcall). An event counts when `target` (the ghl function
 --                under test) is on the stack below the called function.
 --   "finalizer"  a __gc finalizer (newproxy on 5.1 and LuaJIT, a table's
