@@ -22,6 +22,7 @@ static int exchange_gc(lua_State *L) {
     if (!ex->live) return 0;
     ex->live = 0;
     ghl_response_free(&ex->response);
+    ghl_http1_free(&ex->reader);
     wipe(&ex->scratch);
     ghl_buffer_free(&ex->scratch);
     ghl_buffer_free(&ex->target);
@@ -63,6 +64,7 @@ static int exchange_new(lua_State *L) {
     ex->request.arg_len[0] = len;
     ex->response.max_body = o.max_body_size;
     ghl_response_reset(&ex->response, 0);
+    ghl_http1_start(&ex->reader);
     ex->rng = (unsigned long)time(NULL) ^ (unsigned long)(size_t)ex;
     if (ghl_options_own(&ex->options) != 0 ||
         ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) != 0)
@@ -174,113 +176,6 @@ static int exchange_batch(lua_State *L) {
 
 /* ---- what came back ---- */
 
-/* ex:status(code): a status line; a new response starts (its own figures). */
-static int exchange_status(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    lua_Number code = luaL_checknumber(L, 2);
-    if (code < 100 || code > 999 || code != (lua_Number)(long)code)
-        luaL_error(L, "ghl: bad argument 'code' (an HTTP status from 100 to 999 expected)");
-    ex->response.status = (long)code;
-    memset(&ex->response.ratelimit, 0, sizeof ex->response.ratelimit);
-    ex->response.retry_after = -1;
-    ex->answered = 1;
-    return 0;
-}
-
-/* Whether [p, p + n) starts with the lower-case name (':' included), in any case. */
-static int has_name(const char *p, size_t n, const char *name) {
-    size_t i, len = strlen(name);
-    if (n < len) return 0;
-    for (i = 0; i < len; i++)
-        if (p[i] != name[i] && !(p[i] >= 'A' && p[i] <= 'Z' && p[i] + 32 == name[i])) return 0;
-    return 1;
-}
-
-/* Whether [p, p + n) holds the lower-case word, in any case. */
-static int holds_word(const char *p, size_t n, const char *word) {
-    size_t len = strlen(word);
-    for (; n >= len; p++, n--)
-        if (has_name(p, len, word)) return 1;
-    return 0;
-}
-
-/* ex:head(block): the status line and the header lines of one response, as
- * read up to the empty line. Reads them as status() and header() would, and
- * returns what the transport needs to read the body: status, length (-1:
- * none), chunked, keep (the connection may be kept); or false when the body
- * would be too large; or nil and why when the block is not a response head. */
-static int exchange_head(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    size_t len;
-    const char *p = luaL_checklstring(L, 2, &len), *end = p + len, *eol;
-    long status, length = -1;
-    int chunked = 0, keep;
-    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
-        p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
-        lua_pushnil(L);
-        lua_pushliteral(L, "bad status line");
-        return 2;
-    }
-    keep = p[7] == '1';
-    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-    ex->response.status = status;
-    memset(&ex->response.ratelimit, 0, sizeof ex->response.ratelimit);
-    ex->response.retry_after = -1;
-    ex->answered = 1;
-    for (p = memchr(p, '\n', len); p != NULL && ++p < end; p = eol) {
-        size_t n;
-        eol = memchr(p, '\n', (size_t)(end - p));
-        if (eol == NULL) eol = end;
-        n = (size_t)(eol - p);
-        if (ghl_response_header(&ex->response, p, n) != 0) {
-            lua_pushboolean(L, 0);
-            return 1;
-        }
-        if (has_name(p, n, "content-length:")) {
-            const char *v = p + 15;
-            long x = 0;
-            int digits = 0;
-            while (v < eol && (*v == ' ' || *v == '\t')) v++;
-            for (; v < eol && *v >= '0' && *v <= '9' && digits < 16; v++, digits++) x = x * 10 + (*v - '0');
-            while (v < eol && (*v == ' ' || *v == '\t' || *v == '\r')) v++;
-            if (digits == 0 || v != eol) {
-                lua_pushnil(L);
-                lua_pushliteral(L, "bad Content-Length");
-                return 2;
-            }
-            length = x;
-        } else if (has_name(p, n, "transfer-encoding:")) {
-            chunked = holds_word(p + 18, n - 18, "chunked");
-        } else if (has_name(p, n, "connection:")) {
-            if (holds_word(p + 11, n - 11, "close")) keep = 0;
-        }
-    }
-    if (chunked) length = -1;
-    lua_pushinteger(L, status);
-    lua_pushinteger(L, length);
-    lua_pushboolean(L, chunked);
-    lua_pushboolean(L, keep);
-    return 4;
-}
-
-/* ex:header(line) -> false when Content-Length says the body is too large */
-static int exchange_header(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    size_t len;
-    const char *line = luaL_checklstring(L, 2, &len);
-    lua_pushboolean(L, ghl_response_header(&ex->response, line, len) == 0);
-    return 1;
-}
-
-/* ex:body(chunk) -> false when max_body_size is passed: stop reading */
-static int exchange_body(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    size_t len;
-    const char *chunk = luaL_checklstring(L, 2, &len);
-    lua_pushboolean(L, ghl_response_body(&ex->response, chunk, len) == 0);
-    return 1;
-}
-
 /* The transport failures a Lua transport reports, each as libcurl's path
  * would: the same kind, retry rule and CURLcode number (info.curl_code). */
 static const struct {
@@ -302,16 +197,11 @@ static const struct {
     {"protocol", GHL_FAIL_NETWORK, 8, 0, 0},         /* CURLE_WEIRD_SERVER_REPLY */
 };
 
-/* ex:fail(what, text): the attempt got no whole response. */
-static int exchange_fail(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    const char *what = luaL_checkstring(L, 2);
-    const char *text = luaL_optstring(L, 3, "");
+static void fail_attempt(ghl_exchange *ex, const char *what, const char *text) {
     ghl_response *r = &ex->response;
     size_t i, n = sizeof failures / sizeof failures[0];
     for (i = 0; i < n && strcmp(failures[i].what, what) != 0; i++) {
     }
-    if (i == n) luaL_error(L, "ghl: bad argument 'what' (unknown failure '%s')", what);
     r->failure = failures[i].failure;
     r->transport_code = failures[i].code;
     r->retryable = failures[i].retryable;
@@ -319,7 +209,55 @@ static int exchange_fail(lua_State *L) {
     if (failures[i].code == 52 && ex->answered) r->transport_code = 18; /* CURLE_PARTIAL_FILE */
     snprintf(r->error, sizeof r->error, "%s", text);
     ghl_redact_string(r->error, sizeof r->error, &ex->secrets);
+}
+
+/* ex:fail(what, text): the attempt got no whole response. */
+static int exchange_fail(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    const char *what = luaL_checkstring(L, 2);
+    const char *text = luaL_optstring(L, 3, "");
+    size_t i, n = sizeof failures / sizeof failures[0];
+    for (i = 0; i < n && strcmp(failures[i].what, what) != 0; i++) {
+    }
+    if (i == n) luaL_error(L, "ghl: bad argument 'what' (unknown failure '%s')", what);
+    fail_attempt(ex, what, text);
     return 0;
+}
+
+/* ex:feed(bytes) -> nil | true, keep | false */
+static int exchange_feed(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 2, &len);
+    ghl_http1_result res = ghl_http1_feed(&ex->reader, &ex->response, bytes, len);
+    if (ex->reader.answered) ex->answered = 1;
+    switch (res) {
+    case GHL_HTTP1_MORE:
+        return 0;
+    case GHL_HTTP1_DONE:
+        lua_pushboolean(L, 1);
+        lua_pushboolean(L, ghl_http1_keep(&ex->reader));
+        return 2;
+    case GHL_HTTP1_BROKEN:
+        fail_attempt(ex, "protocol", ex->reader.why);
+        break;
+    default: /* too large: the response says so already */
+        break;
+    }
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* ex:closed() -> true | false */
+static int exchange_closed(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    if (ghl_http1_end(&ex->reader) == GHL_HTTP1_DONE) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    fail_attempt(ex, "closed", ex->reader.why);
+    lua_pushboolean(L, 0);
+    return 1;
 }
 
 /* ex:next_attempt() -> seconds to wait before the next attempt, or nil */
@@ -333,6 +271,7 @@ static int exchange_next_attempt(lua_State *L) {
     if (ex->attempts <= ex->options.retries && ghl_retry_wanted(r, ex->request.endpoint->repeat_safe)) {
         double delay = ghl_retry_delay(r, ex->attempts, ex->options.max_retry_delay, &ex->rng);
         ghl_response_reset(r, GHL_BUFFER_KEEP);
+        ghl_http1_start(&ex->reader);
         ex->answered = 0;
         lua_pushnumber(L, delay);
         return 1;
@@ -416,10 +355,8 @@ void ghl_exchange_open(lua_State *L) {
         {"request", exchange_request},
         {"timeouts", exchange_timeouts},
         {"batch", exchange_batch},
-        {"status", exchange_status},
-        {"header", exchange_header},
-        {"head", exchange_head},
-        {"body", exchange_body},
+        {"feed", exchange_feed},
+        {"closed", exchange_closed},
         {"fail", exchange_fail},
         {"next_attempt", exchange_next_attempt},
         {"result", exchange_result},

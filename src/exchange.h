@@ -13,12 +13,13 @@
  *   ex:target()     scheme, host, port, server_name, pool_key
  *   ex:request()    the request bytes (request line, Host, every header)
  *   ex:timeouts()   connect_timeout, timeout (seconds, one attempt)
- *   ex:status(code) a status line came: a new response starts
- *   ex:header(line) one header line; false: the body would be too large
- *   ex:head(block)  status line and header lines at once (as status() and
- *                   header()) -> status, length (-1: none), chunked, keep;
- *                   false: too large; nil, why: not a response head
- *   ex:body(chunk)  body bytes; false: max_body_size passed (stop reading)
+ *   ex:feed(bytes)  the next bytes read from the connection (http1.c reads
+ *                   the response from them) -> nil: more are needed; true,
+ *                   keep: the response is whole (keep: the connection may
+ *                   carry another); false: stop reading, the attempt failed
+ *                   (too large, or not HTTP: then ex:fail is done already)
+ *   ex:closed()     the connection ended -> true: the response is whole (its
+ *                   body ran to the end); false: cut short (ex:fail done)
  *   ex:fail(what, text)  no whole response; what is one of resolve, connect,
  *                   timeout, send, recv, closed, tls, verify, protocol
  *   ex:next_attempt()  the seconds to wait before the next attempt, or nil
@@ -37,6 +38,7 @@
 #include "compat.h"
 #include "options.h"
 #include "redact.h"
+#include "http1.h"
 #include "request.h"
 #include "response.h"
 #include "window.h"
@@ -51,6 +53,7 @@ typedef struct ghl_exchange {
     ghl_request request;
     char id[GHL_MAX_ID_LEN + 1];
     ghl_response response;
+    ghl_http1 reader;     /* this attempt's response, read from the bytes fed */
     ghl_buffer scratch;   /* the request bytes while they are made; wiped */
     ghl_buffer target;    /* the request target (path prefix, path, query) */
     int attempts;         /* attempts finished */

@@ -10,10 +10,11 @@
 -- worker holds as many fetches in flight as it holds connections.
 --
 -- Split of the work: this file only moves bytes (connect, TLS handshake,
--- send, read the status line, headers and a Content-Length or chunked body,
--- keep-alive). The C core (ghl._exchange, src/exchange.c) does what it does
--- for libcurl: the request bytes, the headers ghl reads, max_body_size, the
--- retry rule and its waits, and the three returns with the token cut out.
+-- send, receive, keep-alive). The C core (ghl._exchange, src/exchange.c and
+-- src/http1.c) does what it does for libcurl: the request bytes, reading the
+-- HTTP/1.1 response from the bytes received (status, the headers ghl reads,
+-- Content-Length or chunked framing, max_body_size), the retry rule and its
+-- waits, and the three returns with the token cut out.
 --
 -- nginx.conf needs `resolver` for a host name (services.leadconnectorhq.com)
 -- and `lua_ssl_trusted_certificate` to verify TLS; the options `cainfo` and
@@ -28,7 +29,7 @@ local tcp = ngx and ngx.socket and ngx.socket.tcp
 local now, sleep = ngx and ngx.now, ngx and ngx.sleep
 local spawn, wait, kill = ngx and ngx.thread.spawn, ngx and ngx.thread.wait, ngx and ngx.thread.kill
 local floor, min = math.floor, math.min
-local find, match, sub = string.find, string.match, string.sub
+local find, match = string.find, string.match
 local unpack = unpack or table.unpack -- luacheck: ignore
 
 local M = {
@@ -115,129 +116,29 @@ local function io_failure(err)
   return "recv"
 end
 
--- Reads n bytes into ex in pieces, each read bounded by what is left of
--- the attempt (one receive(n) would re-arm its timer on every packet).
--- Returns true, or the failure and its text.
-local function read_exact(sock, ex, deadline, n)
-  while n > 0 do
-    sock:settimeout(ms(deadline - now()))
-    local data, err = sock:receiveany(n < 65536 and n or 65536)
-    if not data then
-      if err == "closed" then return "closed", "transfer closed with " .. n .. " bytes remaining to read" end
-      return io_failure(err), err
-    end
-    if not ex:body(data) then return "too_large" end
-    n = n - #data
-  end
-  return true
-end
-
--- Reads a chunked body into ex; buf holds what was read past the head.
--- Returns true (and whether bytes came after the body), or the failure.
-local function read_chunked(sock, ex, deadline, buf)
-  local pos = 1
-  local function line() -- the next CRLF-ended line, reading more as needed
-    while true do
-      local e = find(buf, "\r\n", pos, true)
-      if e then
-        local l = sub(buf, pos, e - 1)
-        pos = e + 2
-        return l
-      end
-      if #buf - pos > 4096 then return nil, "protocol" end
-      sock:settimeout(ms(deadline - now()))
-      local data, err = sock:receiveany(65536)
-      if not data then return nil, err end
-      buf, pos = sub(buf, pos) .. data, 1
-    end
-  end
-  local function failed(err, what)
-    if err == "protocol" then return "protocol", "bad " .. what end
-    return io_failure(err), "reading " .. what .. ": " .. err
-  end
+-- Reads the answer into ex, each read bounded by what is left of the
+-- attempt (one receive(n) would re-arm its timer on every packet); C reads
+-- the HTTP (status, headers, Content-Length or chunked framing, the body
+-- limit) from the bytes. Returns true and whether the connection may be
+-- kept; or false, what failed and its text (what is nil when ex knows
+-- already; "stale" when the connection was closed before any byte came).
+local function read_response(sock, ex, deadline)
+  local first = true
   while true do
-    local l, err = line()
-    if not l then return failed(err, "a chunk size") end
-    local size = tonumber(match(l, "^%s*(%x+)"), 16)
-    if not size then return "protocol", "bad chunk size line" end
-    if size == 0 then
-      repeat -- trailers, up to the empty line
-        l, err = line()
-        if not l then return failed(err, "the trailers") end
-      until l == ""
-      return true, pos <= #buf
-    end
-    local have = #buf - pos + 1 -- the chunk's data: what is here, then the rest
-    if have >= size then
-      if not ex:body(sub(buf, pos, pos + size - 1)) then return "too_large" end
-      pos = pos + size
-    else
-      if have > 0 and not ex:body(sub(buf, pos)) then return "too_large" end
-      buf, pos = "", 1
-      local ok, text = read_exact(sock, ex, deadline, size - have)
-      if ok ~= true then return ok, text end
-    end
-    l, err = line()
-    if l ~= "" then return l and "protocol" or io_failure(err), "bad chunk end" end
-  end
-end
-
--- Reads the body (chunked, Content-Length, or to the close) into ex; buf
--- holds what was read past the head. Returns true (and whether bytes came
--- after the body), or the failure ("too_large" included) and its text.
-local function read_body(sock, ex, deadline, chunked, length, buf)
-  if length then
-    if #buf >= length then
-      return ex:body(sub(buf, 1, length)) or "too_large", #buf > length
-    end
-    if buf ~= "" and not ex:body(buf) then return "too_large" end
-    return read_exact(sock, ex, deadline, length - #buf)
-  end
-  if chunked then return read_chunked(sock, ex, deadline, buf) end
-  if buf ~= "" and not ex:body(buf) then return "too_large" end
-  while true do -- no framing: the body ends with the connection
     sock:settimeout(ms(deadline - now()))
     local data, err = sock:receiveany(65536)
     if not data then
-      if err == "closed" then return true end
-      return io_failure(err), err
-    end
-    if not ex:body(data) then return "too_large" end
-  end
-end
-
-local MAX_HEAD = 65536
-
--- Reads the status line, headers and body. Returns true (whole, and
--- whether the connection may be kept), or false, what, text; what is "stale"
--- when the connection was closed before any byte of the answer came.
-local function read_response(sock, ex, deadline)
-  -- a small answer comes in one read: the head is judged in C (status, the
-  -- headers ghl reads, framing), and what follows it starts the body
-  local buf, status, length, chunked, keep = ""
-  repeat -- skip any 1xx interim answer
-    local e = find(buf, "\r\n\r\n", 1, true)
-    while not e do
-      if #buf > MAX_HEAD then return false, "protocol", "response head over 64 KiB" end
-      sock:settimeout(ms(deadline - now()))
-      local data, err = sock:receiveany(65536)
-      if not data then
-        if err ~= "timeout" and buf == "" then return false, "stale", err end
-        return false, io_failure(err), "reading the headers: " .. err
+      if first and err ~= "timeout" then return false, "stale", err end
+      if err == "closed" then
+        if ex:closed() then return true, false end
+        return false
       end
-      local from = #buf - 2 -- the end marker may straddle two reads
-      buf = buf .. data
-      e = find(buf, "\r\n\r\n", from > 1 and from or 1, true)
+      return false, io_failure(err), "reading the response: " .. err
     end
-    status, length, chunked, keep = ex:head(sub(buf, 1, e - 1))
-    if status == false then return false, "too_large" end
-    if not status then return false, "protocol", length end
-    buf = sub(buf, e + 4)
-  until status >= 200
-  if status == 204 or status == 304 then return true, keep and buf == "" end
-  local ok, extra = read_body(sock, ex, deadline, chunked, length >= 0 and length or nil, buf)
-  if ok ~= true then return false, ok, extra end
-  return true, keep and not extra and (chunked or length >= 0)
+    first = false
+    local whole, keep = ex:feed(data)
+    if whole ~= nil then return whole, keep end
+  end
 end
 
 -- One attempt on a pooled or new connection; reports to ex what happened.
@@ -264,8 +165,7 @@ local function attempt(ex, t)
         return ex:fail(tls_failure(err), "TLS handshake: " .. err)
       end
     end
-    sock:settimeout(ms(deadline - now()))
-    ok, err = sock:send(t.request)
+    ok, err = sock:send(t.request) -- bounded by the send timeout set at the start
     local whole, what, text
     if not ok then
       whole, what, text = false, reused and err ~= "timeout" and "stale" or (err == "timeout" and "timeout" or "send"), err
@@ -281,7 +181,7 @@ local function attempt(ex, t)
       return
     end
     sock:close()
-    if what == "too_large" then return end -- the C side knows already
+    if what == nil then return end -- the C side knows already
     if what ~= "stale" or not reused then
       if what == "stale" then what = ok and io_failure(text) or "send" end
       if what == "timeout" then text = "Operation timed out after " .. ms(now() - started) .. " milliseconds" end
