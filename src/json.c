@@ -145,6 +145,23 @@ static char *put_utf8(char *o, unsigned cp) {
     return o;
 }
 
+/* The first '"' or '\\' in [q, end), or end: eight bytes at a time while
+ * none is in them (a word has a byte equal to c when (w ^ c...) has a zero
+ * byte), then byte by byte. */
+static const char *find_quote_or_backslash(const char *q, const char *end) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (end - q >= 8) {
+        uint64_t w, a, b;
+        memcpy(&w, q, 8);
+        a = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        if ((((a - ones) & ~a) | ((b - ones) & ~b)) & highs) break;
+        q += 8;
+    }
+    while (q < end && *q != '"' && *q != '\\') q++;
+    return q;
+}
+
 /* The rest of a string from its first '\' at q: unescaped into the scratch
  * buffer (never longer than the text), then pushed. A \u escape of a
  * surrogate must be a high one followed by a low one. */
@@ -155,7 +172,10 @@ static int parse_escaped_string(parser *ps, const char *q) {
     o += q - ps->p;
     while (q < end && *q != '"') {
         if (*q != '\\') {
-            *o++ = *q++;
+            const char *run = find_quote_or_backslash(q, end);
+            memcpy(o, q, (size_t)(run - q));
+            o += run - q;
+            q = run;
             continue;
         }
         if (end - q < 2) return -1;
@@ -195,8 +215,7 @@ static int parse_escaped_string(parser *ps, const char *q) {
 /* A string from just past its opening quote. Raw control characters are
  * taken as they are, as lua-cjson takes them. */
 static int parse_string(parser *ps) {
-    const char *q = ps->p, *end = ps->end;
-    while (q < end && *q != '"' && *q != '\\') q++;
+    const char *q = find_quote_or_backslash(ps->p, ps->end), *end = ps->end;
     if (q >= end) return -1;
     if (*q == '\\') return parse_escaped_string(ps, q);
     lua_pushlstring(ps->L, ps->p, (size_t)(q - ps->p));
