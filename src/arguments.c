@@ -5,6 +5,13 @@
 
 #include "encode.h"
 
+/* Raises "ghl: bad argument '<name>' (table expected, got <type>)" unless
+ * the value at idx is a table: the same words whichever function reads it. */
+static void check_table(lua_State *L, int idx, const char *name) {
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "ghl: bad argument '%s' (table expected, got %s)", name, luaL_typename(L, idx));
+}
+
 /* Raises unless the table at idx holds each key of required ("a b "). */
 static void check_required(lua_State *L, int idx, const char *required, const char *method, const char *what) {
     while (required != NULL && *required != '\0') {
@@ -54,7 +61,7 @@ int ghl_read_row_arguments(lua_State *L, const ghl_endpoint *e, int arg, ghl_req
             lua_pop(L, 1);
             r->page_size = page_size_of(L, 0);
         } else {
-            luaL_checktype(L, query, LUA_TTABLE);
+            check_table(L, query, "query");
             check_required(L, query, e->required, e->name, "query");
             ghl_push_query(L, query, "query"); /* checks every value */
             r->query = lua_tolstring(L, -1, &r->query_len);
@@ -63,7 +70,7 @@ int ghl_read_row_arguments(lua_State *L, const ghl_endpoint *e, int arg, ghl_req
     }
     if (e->takes & GHL_TAKES_BODY) {
         int body = arg++;
-        luaL_checktype(L, body, LUA_TTABLE);
+        check_table(L, body, "body");
         check_required(L, body, e->required, e->name, "body");
         ghl_push_json(L, body, "body");
         r->body = lua_tolstring(L, -1, &r->body_len);
@@ -118,7 +125,7 @@ static void check_request_path(lua_State *L, const char *path, size_t n) {
  * alive (query, body, version). */
 static void read_request_args(lua_State *L, int idx, ghl_request *r, ghl_endpoint *own) {
     if (lua_isnoneornil(L, idx)) return;
-    luaL_checktype(L, idx, LUA_TTABLE);
+    check_table(L, idx, "args");
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *k;
@@ -217,7 +224,7 @@ const char *const ghl_oauth_secrets[] = {"client_secret", "refresh_token", "code
 void ghl_check_oauth_options(lua_State *L, int idx) {
     int i;
     if (lua_isnoneornil(L, idx)) return;
-    luaL_checktype(L, idx, LUA_TTABLE);
+    check_table(L, idx, "opts");
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
@@ -229,7 +236,7 @@ void ghl_check_oauth_options(lua_State *L, int idx) {
 }
 
 void ghl_read_oauth_form(lua_State *L, int idx, ghl_request *r) {
-    luaL_checktype(L, idx, LUA_TTABLE);
+    check_table(L, idx, "form");
     r->endpoint = &ghl_oauth_token_endpoint;
     ghl_push_query(L, idx, "form");
     r->body = lua_tolstring(L, -1, &r->body_len);

@@ -146,11 +146,10 @@ static int exchange_call(lua_State *L) {
     if (strcmp(name, "oauth_token") == 0) {
         lua_settop(L, 5);
         form = 5;
-        luaL_checktype(L, form, LUA_TTABLE);
+        ghl_read_oauth_form(L, form, &r); /* the form first, as ghl.oauth_token */
         ghl_check_oauth_options(L, 2);
         ghl_options_defaults(&o);
         ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
-        ghl_read_oauth_form(L, form, &r);
     } else {
         call_opts = ghl_read_call(L, name, 5, &r, &own); /* the ids and strings stay on the stack */
         ghl_options_defaults(&o);
