@@ -52,7 +52,7 @@ local function nginx_conf(dir, port)
     "  fastcgi_temp_path " .. dir .. "/tmp_fastcgi;",
     "  uwsgi_temp_path " .. dir .. "/tmp_uwsgi;",
     "  scgi_temp_path " .. dir .. "/tmp_scgi;",
-    '  lua_package_path "' .. ROOT .. "/src/?.lua;" .. dir .. '/?.lua;;";',
+    '  lua_package_path "' .. ROOT .. "/src/?.lua;" .. ROOT .. "/examples/openresty/?.lua;" .. dir .. '/?.lua;;";',
     '  lua_package_cpath "' .. ROOT .. '/build/luajit/?.so;;";',
     "  lua_ssl_trusted_certificate " .. h.cainfo .. ";",
     "  lua_shared_dict ghl_tokens 1m;",
@@ -103,7 +103,11 @@ function M.run()
     out = { ok = false, err = "load: " .. why }
   else
     setfenv(f, env)
-    out = packed(pcall(f))
+    -- an error that is not a string shows where it came from
+    out = packed(xpcall(f, function(e)
+      if type(e) == "string" then return e end
+      return tostring(e) .. "\n" .. debug.traceback()
+    end))
   end
   ngx.header["Content-Type"] = "application/json"
   local text, err = cjson.encode(out)
@@ -551,6 +555,358 @@ describe("ghl.resty clients in nginx", function()
       assert.equal(3, #h.requests_for(loc))
       assert.equal(3, #h.requests_for(exact))
       assert.same({ false, "ghl: search_conversations needs query.locationId" }, { values[3], values[4] })
+    end)
+  end)
+
+  -- A provider (in the chunk) that hands out "<prefix>-v1", "<prefix>-v2", ...
+  -- and records what it was called with in `calls`.
+  local PROVIDER = [[
+    local calls = {}
+    local function provider(prefix, on_renew, pause)
+      local n = 0
+      return function(...)
+        local old = ...
+        calls[#calls + 1] = select("#", ...) == 0 and "(none)" or tostring(old)
+        if pause then ngx.sleep(pause) end -- others come meanwhile
+        if old ~= nil and on_renew then return on_renew(old) end
+        n = n + 1
+        return prefix .. "-v" .. n
+      end
+    end
+    local function client(token, extra)
+      local o = { token = token, base_url = BASE, max_retry_delay = 0 }
+      for k, v in pairs(extra or {}) do o[k] = v end
+      return resty.new(o)
+    end
+  ]]
+
+  local function tokens_sent(id)
+    local out = {}
+    for _, req in ipairs(h.requests_for(id)) do
+      out[#out + 1] = (req.headers.authorization or ""):gsub("^Bearer ", "")
+    end
+    return out
+  end
+
+  describe("a token function", function()
+    it("is called when the first token is needed, with no argument, and kept", function()
+      local a, b = h.fresh_id("authonly_v1"), h.fresh_id("authonly_v1")
+      local v = run_in(srv, PROVIDER .. string.format([[
+        local c = client(provider("tok-lazy"))
+        local before = #calls
+        local m1, e1, i1 = c:get_message(%q)
+        local m2 = c:get_message(%q)
+        return before, m1 and m1.id, e1, i1.attempts, m2 and m2.id, calls
+      ]], a, b))
+      assert.same({ 0, a, nil, 1, b, { "(none)" } }, v)
+      assert.same({ "tok-lazy-v1" }, tokens_sent(a))
+      assert.same({ "tok-lazy-v1" }, tokens_sent(b))
+    end)
+
+    it("is called again after a 401 with the token that failed; the request goes once more, outside retries", function()
+      local id = h.fresh_id("authonly_v2")
+      local v = run_in(srv, PROVIDER .. string.format([[
+        local c = client(provider("tok-renew"), { retries = 0 })
+        local m, e, i = c:get_message(%q)
+        return m and m.id, e, i.attempts, calls
+      ]], id))
+      assert.same({ id, nil, 2, { "(none)", "tok-renew-v1" } }, v)
+      assert.same({ "tok-renew-v1", "tok-renew-v2" }, tokens_sent(id))
+    end)
+
+    it("returning the same token or nil leaves the 401 as it is", function()
+      for _, answer in ipairs({ "same", "nil" }) do
+        local id = h.fresh_id("authonly_v9")
+        local v = run_in(srv, PROVIDER .. string.format([[
+          local c = client(provider("tok-%s", function(old) if %q == "same" then return old end return nil end))
+          local m, e, i = c:get_message(%q)
+          return m == nil, e, i.kind, i.status, i.attempts, calls
+        ]], answer, answer, id))
+        assert.same({ true, "ghl: HTTP 401 Unauthorized: Invalid JWT" .. h.request_suffix(id), "http", 401, 1,
+          { "(none)", "tok-" .. answer .. "-v1" } }, v)
+      end
+    end)
+
+    it("is not called for the gateway's 401 Command timed out, which is retried", function()
+      local id = h.fresh_id("flaky_cto_1")
+      local v = run_in(srv, PROVIDER .. string.format([[
+        local c = client(provider("tok-cto"), { retries = 1 })
+        local m, e, i = c:get_message(%q)
+        return m and m.id, e, i.attempts, calls
+      ]], id))
+      assert.same({ "Xq1sMs0000aaaa000001", nil, 2, { "(none)" } }, v)
+    end)
+
+    it("returning anything but a token is a failure of kind token", function()
+      local v = run_in(srv, PROVIDER .. [[
+        local out = {}
+        for i, bad in ipairs({ 42, "", "two words", {}, true }) do
+          local c = client(function() return bad end)
+          local m, e, info = c:get_message("sms--bad" .. i)
+          out[i] = { m == nil, e, info.kind, info.attempts == nil }
+        end
+        return out
+      ]])
+      local kinds = { "number", "an empty string or one with spaces or control characters",
+        "an empty string or one with spaces or control characters", "table", "boolean" }
+      for i, what in ipairs(kinds) do
+        assert.same({ true, "ghl: token provider failed: it returned " .. what .. ", not a token", "token", true }, v[1][i])
+      end
+    end)
+
+    it("that raises gives kind token, with any token cut out of its message", function()
+      local id = h.fresh_id("authonly_v2")
+      local v = run_in(srv, string.format([[
+        local c = resty.new({ base_url = BASE, token = function(old)
+          if old == nil then return "tok-raise-secret-v1" end
+          error("cannot renew tok-raise-secret-v1 now", 0)
+        end })
+        local m, e, i = c:get_message(%q)
+        local c2 = resty.new({ base_url = BASE, token = function() error({}) end })
+        local _, e2, i2 = c2:get_message("sms")
+        return m == nil, e, i, e2, i2
+      ]], id))
+      assert.is_true(v[1])
+      assert.equal("ghl: token provider failed: cannot renew <redacted> now", v[2])
+      assert.same({ kind = "token", attempts = 1 }, v[3])
+      h.assert_no_token(v, "tok-raise-secret-v1", "the returns")
+      assert.equal("ghl: token provider failed: (an error that is not a string)", v[4])
+      assert.same({ kind = "token" }, v[5])
+    end)
+
+    it("that calls its own client gets 'busy', a failure of kind token", function()
+      local v = run_in(srv, [[
+        local c
+        c = resty.new({ base_url = BASE, token = function() return c:get_message("sms") end })
+        local m, e, i = c:get_message("sms--busy")
+        return m == nil, e, i.kind
+      ]])
+      assert.same({ true, "ghl: token provider failed: ghl: the client is busy", "token" }, v)
+    end)
+
+    it("is called once for 50 light threads that all need a first token and then all get a 401", function()
+      local ids = {}
+      for i = 1, 50 do ids[i] = h.fresh_id("authonly_v2") end
+      local v = run_in(srv, PROVIDER .. [[
+        local ids = cjson.decode(]] .. string.format("%q", json.encode(ids)) .. [[)
+        local c = client(provider("tok-shared", nil, 0.3))
+        local threads = {}
+        for i, id in ipairs(ids) do
+          threads[i] = ngx.thread.spawn(function() return c:get_message(id) end)
+        end
+        local out = {}
+        for i, th in ipairs(threads) do
+          local ok, m, e, info = ngx.thread.wait(th)
+          out[i] = { ok, m and m.id, e or false, info and info.attempts }
+        end
+        return out, calls
+      ]], 60)
+      assert.same({ "(none)", "tok-shared-v1" }, v[2])
+      for i, id in ipairs(ids) do
+        assert.same({ true, id, false, 2 }, v[1][i])
+        assert.same({ "tok-shared-v1", "tok-shared-v2" }, tokens_sent(id))
+      end
+    end)
+
+    it("is called once for a get_messages batch whose every request got a 401, also when it refuses", function()
+      for _, how in ipairs({ "new", "same", "nil", "raise" }) do
+        local ids = {}
+        for i = 1, 8 do ids[i] = h.fresh_id(how == "new" and "authonly_v2" or "authonly_v9") end
+        local v = run_in(srv, PROVIDER .. string.format([[
+          local how = %q
+          local ids = cjson.decode(%q)
+          local c = client(provider("tok-refuse-" .. how, how ~= "new" and function(old)
+            if how == "raise" then error("refused " .. old, 0) end
+            if how == "same" then return old end
+            return nil
+          end))
+          local m, f = c:get_messages(ids, { concurrency = 4 })
+          local n = #calls
+          c:get_message(ids[1]) -- the next call asks again, if refused
+          return m, f, n, #calls
+        ]], how, json.encode(ids)))
+        assert.equal(2, v[3], how)
+        if how == "new" then
+          assert.equal(8, h.count_keys(v[1]))
+          assert.same({}, v[2])
+          assert.equal(2, v[4])
+        else
+          assert.same({}, v[1])
+          assert.equal(3, v[4])
+          for _, id in ipairs(ids) do
+            local f = v[2][id]
+            if how == "raise" then
+              assert.same({ "token", "ghl: token provider failed: refused <redacted>" }, { f.kind, f.errmsg })
+            else
+              assert.same({ "http", 401 }, { f.kind, f.status })
+            end
+          end
+        end
+      end
+    end)
+
+    it("repeats a POST once after a 401: the API did not take it", function()
+      local contact = h.fresh_id("authonly_v2")
+      local v = run_in(srv, PROVIDER .. string.format([[
+        local c = client(provider("tok-post"))
+        local r, e, i = c:send_message({ type = "SMS", contactId = %q, message = "hi" })
+        return type(r), e, i.attempts, calls
+      ]], contact))
+      assert.same({ "table", nil, 2, { "(none)", "tok-post-v1" } }, v)
+      assert.same({ "tok-post-v1", "tok-post-v2" }, tokens_sent(contact))
+    end)
+
+    it("fails every id of a batch, and an iterator's step, when it cannot give the first token", function()
+      local v = run_in(srv, [[
+        local c = resty.new({ base_url = BASE, token = function() error("no vault", 0) end })
+        local m, f = c:get_messages({ "a1", "a2" })
+        local steps = {}
+        for item, err, info in c:each_message("ok--x") do
+          steps[#steps + 1] = { item, err, info.kind }
+          if #steps > 5 then break end
+        end
+        return m, f.a1.kind, f.a1.errmsg, f.a2.kind, f.a2.errmsg, steps
+      ]])
+      assert.same({ {}, "token", "ghl: token provider failed: no vault", "token", "ghl: token provider failed: no vault",
+        { { false, "ghl: token provider failed: no vault", "token" } } }, v)
+    end)
+
+    it("works with the module-level get_message and get_messages too, each call asking it", function()
+      local a, b, c2 = h.fresh_id("authonly_v1"), h.fresh_id("authonly_v1"), h.fresh_id("authonly_v1")
+      local v = run_in(srv, string.format([[
+        local calls = 0
+        local function p(old)
+          calls = calls + 1
+          if old then return nil end
+          return "tok-module-v1"
+        end
+        local m = resty.get_message(%q, { base_url = BASE, token = p })
+        local ms, fs = resty.get_messages({ %q, %q }, { base_url = BASE, token = p, concurrency = 2 })
+        return m and m.id, ms[%q] and ms[%q].id, ms[%q] and ms[%q].id, fs, calls
+      ]], a, b, c2, b, b, c2, c2))
+      assert.same({ a, b, c2, {}, 2 }, v)
+    end)
+  end)
+
+  describe("oauth_token", function()
+    local SECRET, REFRESH, CODE = "cs-very-secret-123", "rt-old-refresh-456", "code-789-secret"
+
+    local function form_code(client_id, extra)
+      return string.format("{ client_id = %q, client_secret = %q, grant_type = 'refresh_token', refresh_token = %q,"
+        .. " user_type = 'Location'%s }", client_id, SECRET, REFRESH, extra or "")
+    end
+
+    it("POSTs the form without a token and returns the API's answer", function()
+      local id = h.fresh_id("ok")
+      local v = run_in(srv, "return resty.oauth_token(" .. form_code(id) .. ", { base_url = BASE })")
+      local res, err, info = v[1], v[2], v[3]
+      assert.is_nil(err)
+      assert.same({ "at-new-" .. REFRESH, "rt-next-" .. REFRESH, 86399, "Bearer" },
+        { res.access_token, res.refresh_token, res.expires_in, res.token_type })
+      assert.is_nil(res.traceId)
+      assert.same({ 200, 1, "oauth-ok" }, { info.status, info.attempts, info.trace_id })
+      local req = h.requests_for(id)[1]
+      assert.same({ "POST", "/oauth/token", "application/x-www-form-urlencoded" },
+        { req.method, req.path, req.headers["content-type"] })
+      assert.is_nil(req.headers.authorization)
+      assert.equal("client_id=" .. id .. "&client_secret=" .. SECRET .. "&grant_type=refresh_token&refresh_token="
+        .. REFRESH .. "&user_type=Location", req.body)
+    end)
+
+    it("never repeats a request that may have reached the API; repeats after a 429", function()
+      local id, id2 = h.fresh_id("flaky_503_1"), h.fresh_id("flaky_429_1")
+      local v = run_in(srv, "local o = { base_url = BASE, retries = 2, max_retry_delay = 0 }\n"
+        .. "local r1, e1, i1 = resty.oauth_token(" .. form_code(id) .. ", o)\n"
+        .. "local r2, e2, i2 = resty.oauth_token(" .. form_code(id2) .. ", o)\n"
+        .. "return r1 == nil, i1.kind, i1.status, i1.attempts, e1:sub(1, 33), r2 ~= nil, e2, i2.attempts")
+      assert.same({ true, "http", 503, 1, "ghl: HTTP 503 Service Unavailable", true, nil, 2 }, v)
+      assert.equal(1, #h.requests_for(id))
+      assert.equal(2, #h.requests_for(id2))
+    end)
+
+    it("keeps every secret out of errmsg and info, and gives no info.body", function()
+      local id = h.fresh_id("echo_secrets")
+      local v = run_in(srv, "return resty.oauth_token(" .. form_code(id, string.format(", code = %q", CODE))
+        .. ", { base_url = BASE })")
+      assert.is_nil(v[1])
+      assert.equal("ghl: HTTP 400 Bad Request: refresh token <redacted> of client " .. id
+        .. " (secret <redacted>, code <redacted>) is invalid (POST /oauth/token)", v[2])
+      assert.is_nil(v[3].body)
+      for _, secret in ipairs({ SECRET, REFRESH, CODE }) do h.assert_no_token(v, secret, "the returns") end
+    end)
+
+    it("takes only the options that make sense for it", function()
+      local v = run_in(srv, [[
+        local out = {}
+        for _, key in ipairs({ "token", "version", "convert_enums", "max_body_size", "bogus", "cainfo" }) do
+          local o = { base_url = BASE }
+          o[key] = key == "convert_enums" and false or (key == "max_body_size" and 10 or "x")
+          local ok, err = pcall(resty.oauth_token, { client_id = "ok" }, o)
+          out[#out + 1] = ok and "did not raise" or err
+        end
+        local ok, err = pcall(resty.oauth_token, "client_id=x")
+        out[#out + 1] = ok and "did not raise" or err
+        return out
+      ]])
+      assert.same({ "ghl: option 'token' cannot be given to oauth_token", "ghl: option 'version' cannot be given to oauth_token",
+        "ghl: option 'convert_enums' cannot be given to oauth_token", "ghl: option 'max_body_size' cannot be given to oauth_token",
+        "ghl: option 'bogus' cannot be given to oauth_token",
+        "ghl: option 'cainfo' is not supported by ghl.resty: set lua_ssl_trusted_certificate in nginx.conf",
+        "ghl: bad argument 'form' (table expected, got string)" }, v[1])
+    end)
+  end)
+
+  describe("the README's token provider (examples/openresty/ghl_tokens.lua)", function()
+    it("refreshes once for 20 light threads, through oauth_token, and stores both new tokens", function()
+      local client_id = h.fresh_id("ok")
+      local ids = {}
+      for i = 1, 20 do ids[i] = h.fresh_id("authonly_v2") end
+      local v = run_in(srv, string.format([[
+        local ghl_tokens = require("ghl_tokens")
+        ghl_tokens.store("at-old-v1", "rt-v2")
+        local c = resty.new({ base_url = BASE, retries = 0, token = ghl_tokens.provider({
+          client_id = %q, client_secret = "cs-secret-1", oauth = { base_url = BASE } }) })
+        local ids = cjson.decode(%q)
+        local threads = {}
+        for i, id in ipairs(ids) do threads[i] = ngx.thread.spawn(function() return c:get_message(id) end) end
+        local out = {}
+        for i, th in ipairs(threads) do
+          local _, m, e, info = ngx.thread.wait(th)
+          out[i] = { m and m.id, e or false, info.attempts }
+        end
+        local access, refresh = ghl_tokens.load()
+        return out, access, refresh, ngx.shared.ghl_tokens:get("lock")
+      ]], client_id, json.encode(ids)), 60)
+      for i, id in ipairs(ids) do
+        assert.same({ id, false, 2 }, v[1][i])
+        assert.same({ "at-old-v1", "at-new-rt-v2" }, tokens_sent(id))
+      end
+      assert.same({ "at-new-rt-v2", "rt-next-rt-v2" }, { v[2], v[3] })
+      assert.is_nil(v[4])
+      local reqs = h.requests_for(client_id)
+      assert.equal(1, #reqs)
+      assert.matches("refresh_token=rt%-v2", reqs[1].body)
+    end)
+
+    it("a failed refresh is kind token, with no secret in it, and leaves no lock", function()
+      local client_id = h.fresh_id("echo_secrets")
+      local id = h.fresh_id("authonly_v2")
+      local v = run_in(srv, string.format([[
+        local ghl_tokens = require("ghl_tokens")
+        ghl_tokens.store("at-old-v1", "rt-secret-v2")
+        local c = resty.new({ base_url = BASE, retries = 0, token = ghl_tokens.provider({
+          client_id = %q, client_secret = "cs-secret-1", oauth = { base_url = BASE } }) })
+        local m, e, i = c:get_message(%q)
+        return m == nil, e, i, ngx.shared.ghl_tokens:get("lock"), (ghl_tokens.load())
+      ]], client_id, id))
+      assert.is_true(v[1])
+      assert.equal("ghl: token provider failed: ghl: HTTP 400 Bad Request: refresh token <redacted> of client "
+        .. client_id .. " (secret <redacted>, code None) is invalid (POST /oauth/token)", v[2])
+      assert.same({ kind = "token", attempts = 1 }, v[3])
+      assert.is_nil(v[4])
+      assert.equal("at-old-v1", v[5])
+      h.assert_no_token(v, "rt-secret-v2", "the returns")
+      h.assert_no_token(v, "cs-secret-1", "the returns")
     end)
   end)
 end)

@@ -434,15 +434,15 @@ end
 -- The exchange of method `name` with its arguments, checked as the C client
 -- checks them; batch: get_messages' per-call keys too.
 function Client:exchange(name, batch, ...)
-  return exchange(name, self.opts, self.provider and self.token or nil, batch, ...)
+  return exchange(name, self.opts, nil, batch, ...)
 end
 
--- Runs one exchange of this client (made with the client's token, if it
--- had one): the first token first, if a provider gives it; refused: the
+-- Runs one exchange of this client; with a provider, the exchange gets the
+-- client's token now (asked for first, if there is none yet). refused: the
 -- call's refusals.
 function Client:run(ex, refused, window)
-  local token = self.token
-  if self.provider and token == nil then
+  local token
+  if self.provider then
     local status, answer = ask_token(self, ex, nil, refused)
     if status ~= "new" then return token_failure(answer, 0) end
     ex:set_token(answer)
@@ -489,8 +489,9 @@ local function batch(ids, make, fetch)
   local window = new_window(max_retry_delay)
   local slots, running_count, nxt = {}, 0, 1
 
+  -- an error raised in a light thread comes back whole, raised again below
   local function one(slot, id)
-    return slot, id, fetch(exchanges[id], window)
+    return slot, id, pcall(fetch, exchanges[id], window)
   end
 
   while nxt <= #order or running_count > 0 do
@@ -508,10 +509,10 @@ local function batch(ids, make, fetch)
     if running_count > 0 then
       local list = {}
       for _, th in pairs(slots) do list[#list + 1] = th end
-      local ok, slot, id, msg, err, info = wait(unpack(list))
-      if not ok then
+      local ok, slot, id, fine, msg, err, info = wait(unpack(list))
+      if not ok or not fine then
         for _, th in pairs(slots) do kill(th) end
-        error(slot, 0)
+        error(ok and msg or slot, 0)
       end
       slots[slot], running_count = nil, running_count - 1
       exchanges[id] = nil
