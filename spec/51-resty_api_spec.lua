@@ -771,6 +771,27 @@ describe("ghl.resty clients in nginx", function()
         { { false, "ghl: token provider failed: no vault", "token" } } }, v)
     end)
 
+    it("is asked again at once when the thread whose call was in flight is killed", function()
+      local id = h.fresh_id("sms")
+      local v = run_in(srv, string.format([[
+        local calls = 0
+        local c = resty.new({ base_url = BASE, token = function()
+          calls = calls + 1
+          if calls == 1 then ngx.sleep(5) end
+          return "tok-kill-v1"
+        end })
+        local a = ngx.thread.spawn(function() return c:get_message("sms--killed") end)
+        ngx.sleep(0.05)
+        ngx.thread.kill(a)
+        local t0 = ngx.now()
+        local m, e = c:get_message(%q)
+        ngx.update_time()
+        return m and m.id, e, calls, ngx.now() - t0 < 2
+      ]], id))
+      assert.same({ "Xq1sMs0000aaaa000001", nil, 2, true }, v)
+      assert.equal(1, #h.requests_for(id))
+    end)
+
     it("works with the module-level get_message and get_messages too, each call asking it", function()
       local a, b, c2 = h.fresh_id("authonly_v1"), h.fresh_id("authonly_v1"), h.fresh_id("authonly_v1")
       local v = run_in(srv, string.format([[

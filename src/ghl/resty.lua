@@ -36,8 +36,7 @@ local spawn, wait, kill = ngx and ngx.thread.spawn, ngx and ngx.thread.wait, ngx
 local floor, min = math.floor, math.min
 local find, match, sub = string.find, string.match, string.sub
 local unpack = unpack or table.unpack -- luacheck: ignore
-local running = coroutine.running
-local select, type, next, pairs, pcall, error, setmetatable = select, type, next, pairs, pcall, error, setmetatable
+local running, status_of = coroutine.running, coroutine.status
 
 local M = {
   null = ghl.null,
@@ -368,15 +367,22 @@ local function ask_token(cl, ex, failed, refused)
       if status ~= "new" then refused[failed or FIRST] = { status, answer } end
       return status, answer
     end
-    rec.waiters = rec.waiters + 1
-    local woke = rec.sema:wait(M.TOKEN_WAIT)
-    if not woke and rec.status == nil then
-      return "failed", "ghl: token provider failed: another request's call of it did not end within "
-        .. M.TOKEN_WAIT .. " s"
-    end
-    if rec.failed == failed then -- the same question: its answer is ours
-      if rec.status ~= "new" then refused[failed or FIRST] = { rec.status, rec.answer } end
-      return rec.status, rec.answer
+    if status_of(rec.thread) == "dead" then
+      -- the thread that asked was killed mid-call (ngx.thread.kill, the
+      -- request aborted): its call counts as never made
+      if cl.refresh == rec then cl.refresh = nil end
+    else
+      rec.waiters = rec.waiters + 1
+      local woke = rec.sema:wait(M.TOKEN_WAIT)
+      if not woke and rec.status == nil then
+        if cl.refresh == rec then cl.refresh = nil end -- the next request asks again
+        return "failed", "ghl: token provider failed: another request's call of it did not end within "
+          .. M.TOKEN_WAIT .. " s"
+      end
+      if rec.failed == failed then -- the same question: its answer is ours
+        if rec.status ~= "new" then refused[failed or FIRST] = { rec.status, rec.answer } end
+        return rec.status, rec.answer
+      end
     end
   end
   return "failed", "ghl: token provider failed: no answer for this request"
