@@ -72,7 +72,7 @@ end
 -- scope; answers {ok, values = {n = ..., ["1"] = ...}} or {ok = false, err}.
 local RUNNER = [==[
 local cjson = require("cjson.safe")
-local M = {}
+local M = { shared = {} } -- what the chunks of one worker share (a client, ...)
 
 local function pack(...)
   local t = { n = select("#", ...) }
@@ -96,7 +96,7 @@ function M.run()
   ngx.req.read_body()
   local code = ngx.req.get_body_data() or ""
   local env = setmetatable({ ghl = require("ghl"), resty = require("ghl.resty"), cjson = cjson,
-    pack = pack, hex = hex }, { __index = _G })
+    pack = pack, hex = hex, shared = M.shared }, { __index = _G })
   local f, why = loadstring(code, "=test")
   local out
   if not f then
@@ -705,6 +705,42 @@ describe("ghl.resty clients in nginx", function()
       for i, id in ipairs(ids) do
         assert.same({ true, id, false, 2 }, v[1][i])
         assert.same({ "tok-shared-v1", "tok-shared-v2" }, tokens_sent(id))
+      end
+    end)
+
+    it("is called once for 20 concurrent nginx requests sharing a client, counted in a shared dict", function()
+      run_in(srv, [[
+        ngx.shared.spec:set("provider_calls", 0)
+        local n = 0
+        shared.client = resty.new({ base_url = BASE, retries = 0, token = function(old)
+          ngx.shared.spec:incr("provider_calls", 1)
+          ngx.sleep(0.3) -- the other requests come meanwhile
+          n = n + 1
+          return "tok-req-v" .. n
+        end })
+      ]])
+      local ids, files = {}, {}
+      for i = 1, 20 do
+        ids[i] = h.fresh_id("authonly_v2")
+        files[i] = srv.dir .. "/req" .. i
+        write_file(files[i] .. ".lua", string.format([[
+          local m, e, info = shared.client:get_message(%q)
+          return m and m.id, e or false, info.attempts
+        ]], ids[i]))
+      end
+      local cmd = {}
+      for i = 1, 20 do
+        cmd[#cmd + 1] = "curl -s --max-time 30 -X POST --data-binary @" .. q(files[i] .. ".lua") .. " "
+          .. q(srv.base .. "/run") .. " > " .. q(files[i] .. ".out") .. " &"
+      end
+      capture(table.concat(cmd, " ") .. " wait")
+      local calls = run_in(srv, "return ngx.shared.spec:get('provider_calls')")[1]
+      assert.equal(2, calls, "provider calls: the first token and one renewal")
+      for i, id in ipairs(ids) do
+        local r = json.decode(h.read_file(files[i] .. ".out"))
+        assert.is_true(r.ok, r.err)
+        assert.same({ id, false, 2 }, { r.values["1"], r.values["2"], r.values["3"] })
+        assert.same({ "tok-req-v1", "tok-req-v2" }, tokens_sent(id))
       end
     end)
 

@@ -15,6 +15,7 @@
 -- Within a worker, ghl.resty already makes every request that got a 401
 -- wait for one call of the provider; the lock is for the other workers.
 local ghl_resty = require("ghl.resty")
+local ngx = ngx -- luacheck: ignore
 
 local M = {}
 
