@@ -386,7 +386,7 @@ describe("ghl.resty clients in nginx", function()
       end
     end)
 
-    it("a closed client raises, close is idempotent, options are checked at new", function()
+    it("a closed client raises, close is idempotent, options are checked at new, the token is out of sight", function()
       local values = run_in(srv, [[
         local c = resty.new({ token = TOKEN, base_url = BASE })
         c:close(); c:close()
@@ -394,12 +394,13 @@ describe("ghl.resty clients in nginx", function()
         local ok2, err2 = pcall(resty.new, { token = TOKEN, bogus = 1 })
         local ok3, err3 = pcall(resty.new, { token = TOKEN, concurrency = 2 })
         local ok4, err4 = pcall(resty.new, { token = TOKEN, cainfo = "/x" })
-        return ok, err, ok2, err2, ok3, err3, ok4, err4, tostring(c)
+        local c5 = resty.new({ token = TOKEN, base_url = BASE .. "/" })
+        return ok, err, ok2, err2, ok3, err3, ok4, err4, tostring(c), next(c5) == nil, tostring(c5)
       ]])
       assert.same({ false, "ghl: the client is closed", false, "ghl: unknown option 'bogus'",
         false, "ghl: option 'concurrency' cannot be given here",
         false, "ghl: option 'cainfo' is not supported by ghl.resty: set lua_ssl_trusted_certificate in nginx.conf",
-        "ghl.resty client (closed)" }, values)
+        "ghl.resty client (closed)", true, "ghl.resty client (" .. h.http_url .. ")" }, values)
     end)
 
     it("get_messages: messages and failures keyed by id, per-call concurrency", function()

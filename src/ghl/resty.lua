@@ -388,6 +388,12 @@ local function ask_token(cl, ex, failed, refused)
   return "failed", "ghl: token provider failed: no answer for this request"
 end
 
+-- The client keeps the last response's rate-limit figures (false: it had none).
+local function keep_rate_limit(cl, ex)
+  local got, figures = ex:rate_limit()
+  if got then cl.last_rate_limit = figures or false end
+end
+
 -- Attempts and waits until the C retry rule says done; the three returns.
 -- cl (a client, or nil) gets the rate-limit figures and, if it has a token
 -- function, renews `token` (what ex carries) after a 401, once.
@@ -403,7 +409,7 @@ local function run(ex, pool_size, window, cl, refused, token)
     elseif cl and cl.provider and ex:wants_token() then
       local status, answer = ask_token(cl, ex, t.token, refused)
       if status == "failed" then
-        if cl then cl:keep_rate_limit(ex) end
+        if cl then keep_rate_limit(cl, ex) end
         return token_failure(answer, ex:attempts())
       end
       if status ~= "new" then break end -- the 401 as it is
@@ -414,7 +420,7 @@ local function run(ex, pool_size, window, cl, refused, token)
     end
   end
   t.request = nil
-  if cl then cl:keep_rate_limit(ex) end
+  if cl then keep_rate_limit(cl, ex) end
   return ex:result()
 end
 
@@ -423,45 +429,47 @@ end
 local Client = {}
 Client.__index = Client
 
+-- A client's state (its options, token, the provider call in flight, the
+-- last figures), out of the caller's sight: the client table itself holds
+-- nothing, so no dump of it shows the token.
+local states = setmetatable({}, { __mode = "k" })
+
 local function check_open(cl, name)
-  if getmetatable(cl) ~= Client then
+  local st = states[cl]
+  if st == nil then
     error("ghl: bad self for '" .. name .. "' (a ghl.resty client expected; call it as client:" .. name .. "(...))", 0)
   end
-  if cl.closed then error("ghl: the client is closed", 0) end
+  if st.closed then error("ghl: the client is closed", 0) end
   -- the client's own token function calling it would wait for itself
-  if cl.refresh and cl.refresh.thread == running() then error("ghl: the client is busy", 0) end
-end
-
-function Client:keep_rate_limit(ex)
-  local got, figures = ex:rate_limit()
-  if got then self.last_rate_limit = figures or false end
+  if st.refresh and st.refresh.thread == running() then error("ghl: the client is busy", 0) end
+  return st
 end
 
 -- The exchange of method `name` with its arguments, checked as the C client
 -- checks them; batch: get_messages' per-call keys too.
-function Client:exchange(name, batch, ...)
-  return exchange(name, self.opts, nil, batch, ...)
+local function client_exchange(cl, name, batch, ...)
+  return exchange(name, cl.opts, nil, batch, ...)
 end
 
 -- Runs one exchange of this client; with a provider, the exchange gets the
 -- client's token now (asked for first, if there is none yet). refused: the
 -- call's refusals.
-function Client:run(ex, refused, window)
+local function client_run(cl, ex, refused, window)
   local token
-  if self.provider then
-    local status, answer = ask_token(self, ex, nil, refused)
+  if cl.provider then
+    local status, answer = ask_token(cl, ex, nil, refused)
     if status ~= "new" then return token_failure(answer, 0) end
     ex:set_token(answer)
     token = answer
   end
-  return run(ex, self.pool_size, window, self, refused, token)
+  return run(ex, cl.pool_size, window, cl, refused, token)
 end
 
 local function method(name)
   return function(self, ...)
-    check_open(self, name)
+    local st = check_open(self, name)
     check_phase()
-    return self:run(self:exchange(name, false, ...), {})
+    return client_run(st, client_exchange(st, name, false, ...), {})
   end
 end
 
@@ -535,13 +543,13 @@ end
 
 --- client:get_messages(ids [, opts]) -> messages, failures (both keyed by id)
 function Client:get_messages(ids, opts)
-  check_open(self, "get_messages")
+  local st = check_open(self, "get_messages")
   check_phase()
   local refused = {}
   return batch(ids, function(id)
-    return self:exchange("get_message", true, id, opts)
+    return client_exchange(st, "get_message", true, id, opts)
   end, function(ex, window)
-    return self:run(ex, refused, window)
+    return client_run(st, ex, refused, window)
   end)
 end
 
@@ -586,9 +594,8 @@ end
 local function iterator(name)
   local p = PAGERS[name]
   return function(self, ...)
-    check_open(self, name)
     -- everything checked now, as the page method would; nothing fetched yet
-    self:exchange(p.fetch, false, ...)
+    client_exchange(check_open(self, name), p.fetch, false, ...)
     local st = { client = self, pager = p, name = name, index = 0 }
     local query, opts
     if p.has_id then
@@ -610,8 +617,7 @@ Client.each_conversation = iterator("each_conversation")
 
 --- client:rate_limit() -> the last response's figures, or nil
 function Client:rate_limit()
-  check_open(self, "rate_limit")
-  local rl = self.last_rate_limit
+  local rl = check_open(self, "rate_limit").last_rate_limit
   if not rl then return nil end
   local copy = {}
   for k, v in pairs(rl) do copy[k] = v end
@@ -620,25 +626,31 @@ end
 
 --- client:close(): later calls raise; calls in flight end as they would
 function Client:close()
-  if getmetatable(self) ~= Client then error("ghl: bad self for 'close' (a ghl.resty client expected)", 0) end
-  self.closed = true
+  local st = states[self]
+  if st == nil then error("ghl: bad self for 'close' (a ghl.resty client expected)", 0) end
+  st.closed = true
 end
 
 function Client:__tostring()
-  return "ghl.resty client (" .. (self.closed and "closed" or self.base_url) .. ")"
+  local st = states[self]
+  return "ghl.resty client (" .. (st == nil and "?" or st.closed and "closed" or st.base_url) .. ")"
 end
 
 Client.__close = Client.close
 
--- A client over checked options of its own (o, a copy of the caller's).
+-- A client over checked options of its own (o, a copy of the caller's),
+-- and its state.
 local function make_client(o, pool_size)
   local base = o.base_url or ghl.BASE_URL
-  return setmetatable({
+  local cl = setmetatable({}, Client)
+  local st = {
     opts = o,
     pool_size = pool_size,
     provider = type(o.token) == "function" and o.token or nil,
     base_url = (base:gsub("/+$", "")),
-  }, Client)
+  }
+  states[cl] = st
+  return cl, st
 end
 
 --- new(opts) -> a client with every method of ghl.new(opts), on cosockets
@@ -650,7 +662,7 @@ function M.new(opts)
   local own = {}
   for k, v in pairs(o or {}) do own[k] = v end
   exchange("get_message", own, nil, false, "x") -- checks the options as ghl.new does
-  return make_client(own, pool_size)
+  return (make_client(own, pool_size))
 end
 
 -- ---- the module-level functions ----
@@ -678,12 +690,12 @@ function M.get_messages(ids, opts)
   check_phase()
   local o, pool_size = split_options(opts)
   if has_provider(o) then
-    local cl = make_client(o, pool_size) -- o is checked with the first id
+    local _, cl = make_client(o, pool_size) -- o is checked with the first id
     local refused = {}
     return batch(ids, function(id)
-      return cl:exchange("get_message", true, id)
+      return client_exchange(cl, "get_message", true, id)
     end, function(ex, window)
-      return cl:run(ex, refused, window)
+      return client_run(cl, ex, refused, window)
     end)
   end
   return batch(ids, function(id)
