@@ -946,6 +946,39 @@ describe("ghl.resty clients in nginx", function()
       assert.matches("refresh_token=rt%-v2", reqs[1].body)
     end)
 
+    it("a second client (as another worker's) waits for the refresh under way, sending no second one", function()
+      local client_id = h.fresh_id("slow_ok_400") -- the refresh takes 0.4 s: the other client finds the lock
+      local ids = {}
+      for i = 1, 10 do ids[i] = h.fresh_id("authonly_v3") end
+      local v = run_in(srv, string.format([[
+        local ghl_tokens = require("ghl_tokens")
+        ghl_tokens.store("at-old-v1", "rt-v3")
+        local function new_client()
+          return resty.new({ base_url = BASE, retries = 0, token = ghl_tokens.provider({
+            client_id = %q, client_secret = "cs-secret-1", oauth = { base_url = BASE } }) })
+        end
+        local clients = { new_client(), new_client() } -- each has its own token call
+        local ids = cjson.decode(%q)
+        local threads = {}
+        for i, id in ipairs(ids) do
+          local c = clients[i %% 2 + 1]
+          threads[i] = ngx.thread.spawn(function() return c:get_message(id) end)
+        end
+        local out = {}
+        for i, th in ipairs(threads) do
+          local _, m, e, info = ngx.thread.wait(th)
+          out[i] = { m and m.id, e or false, info.attempts }
+        end
+        return out, (ghl_tokens.load())
+      ]], client_id, json.encode(ids)), 60)
+      for i, id in ipairs(ids) do
+        assert.same({ id, false, 2 }, v[1][i])
+        assert.same({ "at-old-v1", "at-new-rt-v3" }, tokens_sent(id))
+      end
+      assert.equal("at-new-rt-v3", v[2])
+      assert.equal(1, #h.requests_for(client_id))
+    end)
+
     it("a failed refresh is kind token, with no secret in it, and leaves no lock", function()
       local client_id = h.fresh_id("echo_secrets")
       local id = h.fresh_id("authonly_v2")
