@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "encode.h"
+#include "arguments.h"
 #include "request.h"
 #include "shape.h"
 
@@ -481,76 +481,6 @@ static int client_get_messages(lua_State *L) {
 
 /* ---- the endpoint rows: every method that is nothing but its row ---- */
 
-/* Raises unless the table at idx holds each key of required ("a b "). */
-static void check_required(lua_State *L, int idx, const char *required, const char *method, const char *what) {
-    while (required != NULL && *required != '\0') {
-        const char *end = strchr(required, ' ');
-        lua_pushlstring(L, required, (size_t)(end - required));
-        lua_pushvalue(L, -1);
-        lua_rawget(L, idx);
-        if (lua_isnil(L, -1)) luaL_error(L, "ghl: %s needs %s.%s", method, what, lua_tostring(L, -2));
-        lua_pop(L, 2);
-        required = end + 1;
-    }
-}
-
-/* The page size a search asks for: query.limit, else the API's 20. */
-static long page_size_of(lua_State *L, int query) {
-    double n = 20;
-    if (query == 0) return (long)n;
-    lua_getfield(L, query, "limit");
-    if (lua_type(L, -1) == LUA_TNUMBER) n = lua_tonumber(L, -1);
-    else if (lua_type(L, -1) == LUA_TSTRING) n = strtod(lua_tostring(L, -1), NULL);
-    lua_pop(L, 1);
-    if (!(n >= 0)) n = 0; /* NaN and below */
-    return n > 1e9 ? 1000000000L : (long)n;
-}
-
-/* How many arguments a row's method takes after the client: its ids, a
- * query or a body, and the per-call options. */
-static int row_arity(const ghl_endpoint *e) {
-    int i, n = 1;
-    for (i = 0; i < GHL_MAX_PATH_ARGS && e->id_names[i] != NULL; i++) n++;
-    if (e->takes & GHL_TAKES_QUERY) n++;
-    if (e->takes & GHL_TAKES_BODY) n++;
-    return n;
-}
-
-/* Reads a row's arguments from arg on (ids, then query or body) into
- * x->job.request; the encoded query and body are pushed, and stay on the
- * stack for the call. Returns the index of the per-call options. */
-static int read_row_arguments(lua_State *L, const ghl_endpoint *e, int arg, call *x) {
-    ghl_request *r = &x->job.request;
-    int i;
-    lua_settop(L, arg + row_arity(e) - 1);
-    r->endpoint = e;
-    for (i = 0; i < GHL_MAX_PATH_ARGS && e->id_names[i] != NULL; i++)
-        r->args[i] = ghl_check_named_id(L, arg++, e->id_names[i], &r->arg_len[i]);
-    if (e->takes & GHL_TAKES_QUERY) {
-        int query = arg++;
-        if (lua_isnoneornil(L, query)) {
-            lua_newtable(L); /* no query: as an empty one */
-            check_required(L, lua_gettop(L), e->required, e->name, "query");
-            lua_pop(L, 1);
-            r->page_size = page_size_of(L, 0);
-        } else {
-            luaL_checktype(L, query, LUA_TTABLE);
-            check_required(L, query, e->required, e->name, "query");
-            ghl_push_query(L, query, "query"); /* checks every value */
-            r->query = lua_tolstring(L, -1, &r->query_len);
-            r->page_size = page_size_of(L, query);
-        }
-    }
-    if (e->takes & GHL_TAKES_BODY) {
-        int body = arg++;
-        luaL_checktype(L, body, LUA_TTABLE);
-        check_required(L, body, e->required, e->name, "body");
-        ghl_push_json(L, body, "body");
-        r->body = lua_tolstring(L, -1, &r->body_len);
-    }
-    return arg;
-}
-
 /* client:<row's name>(ids..., [query | body,] [opts]); the row is upvalue UP_ROW. */
 static int client_call_row(lua_State *L) {
     const ghl_endpoint *e = lua_touserdata(L, lua_upvalueindex(UP_ROW));
@@ -559,130 +489,13 @@ static int client_call_row(lua_State *L) {
     call x;
     int opts;
     memset(&x, 0, sizeof x);
-    opts = read_row_arguments(L, e, 2, &x);
+    opts = ghl_read_row_arguments(L, e, 2, &x.job.request);
     read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
     return call_busy(L, c, 1, UP_RUN_ONE, &x);
 }
 
 /* ---- client:request(method, path [, args [, opts]]) ---- */
-
-static const char *const request_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
-
-/* Whether c may not appear in a path, as itself or percent-decoded. */
-static int bad_path_char(unsigned char c) {
-    return c < 0x21 || c == 0x7f || c == '?' || c == '#' || c == '\\';
-}
-
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Raises unless path is one a request may take: starts with '/', at most
- * GHL_MAX_REQUEST_PATH bytes, no control character, space, '?', '#' or '\',
- * no "." or ".." segment, also once percent-decoded. */
-static void check_request_path(lua_State *L, const char *path, size_t n) {
-    size_t i, seglen = 0, dots = 0;
-    if (n == 0 || path[0] != '/') luaL_error(L, "ghl: bad argument 'path' (must start with '/')");
-    if (n > GHL_MAX_REQUEST_PATH)
-        luaL_error(L, "ghl: bad argument 'path' (longer than %d bytes)", GHL_MAX_REQUEST_PATH);
-    for (i = 1; i <= n; i++) {
-        int c;
-        if (i == n || path[i] == '/') {
-            if (seglen == dots && (dots == 1 || dots == 2))
-                luaL_error(L, "ghl: bad argument 'path' (a '.' or '..' segment)");
-            seglen = dots = 0;
-            continue;
-        }
-        seglen++;
-        c = (unsigned char)path[i];
-        if (c == '%' && i + 2 < n && hex_value(path[i + 1]) >= 0 && hex_value(path[i + 2]) >= 0) {
-            c = hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]);
-            if (c == '/') luaL_error(L, "ghl: bad argument 'path' (an encoded '/')");
-            i += 2;
-        }
-        if (bad_path_char((unsigned char)c))
-            luaL_error(L, "ghl: bad argument 'path' (a space, control character, '?', '#' or '\\')");
-        if (c == '.') dots++;
-    }
-}
-
-/* Reads client:request's args table at idx into x; pushes what must stay
- * alive (query, body, version). */
-static void read_request_args(lua_State *L, int idx, call *x) {
-    ghl_request *r = &x->job.request;
-    if (lua_isnoneornil(L, idx)) return;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        const char *k;
-        lua_pop(L, 1);
-        k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (strcmp(k, "query") != 0 && strcmp(k, "json") != 0 && strcmp(k, "raw") != 0 &&
-            strcmp(k, "version") != 0)
-            luaL_error(L, "ghl: bad argument 'args' (unknown key '%s')", lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
-    }
-    lua_getfield(L, idx, "raw");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
-        luaL_error(L, "ghl: bad argument 'args.raw' (boolean expected, got %s)", luaL_typename(L, -1));
-    if (lua_toboolean(L, -1)) x->own.unwrap = GHL_UNWRAP_BYTES;
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "query");
-    if (!lua_isnil(L, -1)) {
-        ghl_push_query(L, lua_gettop(L), "args.query");
-        r->query = lua_tolstring(L, -1, &r->query_len);
-        r->page_size = page_size_of(L, lua_gettop(L) - 1);
-    }
-    lua_getfield(L, idx, "json");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TTABLE)
-            luaL_error(L, "ghl: bad argument 'args.json' (table expected, got %s)", luaL_typename(L, -1));
-        ghl_push_json(L, lua_gettop(L), "args.json");
-        r->body = lua_tolstring(L, -1, &r->body_len);
-    }
-    lua_getfield(L, idx, "version");
-    if (!lua_isnil(L, -1)) {
-        size_t n, i;
-        const char *v;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "ghl: bad argument 'args.version' (string expected, got %s)", luaL_typename(L, -1));
-        v = lua_tolstring(L, -1, &n);
-        for (i = 0; i < n; i++)
-            if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-                luaL_error(L, "ghl: bad argument 'args.version' (holds a control character)");
-        if (n == 0) luaL_error(L, "ghl: bad argument 'args.version' (empty)");
-        r->version = v;
-    }
-}
-
-/* Reads client:request's arguments from arg on (method, path, args) into
- * x; returns the index of the per-call options. */
-static int parse_request(lua_State *L, int arg, call *x) {
-    int m;
-    size_t n;
-    const char *method = luaL_checkstring(L, arg), *path;
-    for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {}
-    if (request_methods[m] == NULL)
-        luaL_error(L, "ghl: bad argument 'method' (GET, POST, PUT, PATCH or DELETE expected)");
-    if (lua_type(L, arg + 1) != LUA_TSTRING)
-        luaL_error(L, "ghl: bad argument 'path' (string expected, got %s)", luaL_typename(L, arg + 1));
-    path = lua_tolstring(L, arg + 1, &n);
-    check_request_path(L, path, n);
-    x->own.name = "request";
-    x->own.method = request_methods[m];
-    x->own.repeat_safe = strcmp(x->own.method, "POST") != 0 && strcmp(x->own.method, "PATCH") != 0;
-    x->own.unwrap = GHL_UNWRAP_ANY;
-    x->own.accept_json = 1;
-    x->job.request.endpoint = &x->own;
-    x->job.request.path = path;
-    x->job.request.path_len = n;
-    lua_settop(L, arg + 3);
-    read_request_args(L, arg + 2, x);
-    return arg + 3;
-}
 
 /* client:request(method, path [, args [, opts]]) */
 static int client_request(lua_State *L) {
@@ -691,33 +504,10 @@ static int client_request(lua_State *L) {
     call x;
     int opts;
     memset(&x, 0, sizeof x);
-    opts = parse_request(L, 2, &x);
+    opts = ghl_read_request(L, 2, &x.job.request, &x.own);
     read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
     fill_settings(&x.settings, &o, 1, 0);
     return call_busy(L, c, 1, UP_RUN_ONE, &x);
-}
-
-/* The row of the method called name, or NULL. */
-static const ghl_endpoint *find_row(const char *name) {
-    const ghl_endpoint *e;
-    for (e = ghl_endpoints; e->name != NULL; e++)
-        if (strcmp(e->name, name) == 0) return e;
-    return NULL;
-}
-
-/* Reads the arguments of the method called name from arg on into x;
- * returns the index of the per-call options. */
-static int parse_call(lua_State *L, const char *name, int arg, call *x) {
-    const ghl_endpoint *e;
-    if (strcmp(name, "get_message") == 0) {
-        x->job.request.endpoint = &ghl_get_message_endpoint;
-        x->job.request.args[0] = ghl_check_id(L, arg, &x->job.request.arg_len[0]);
-        lua_settop(L, arg + 1);
-        return arg + 1;
-    }
-    if (strcmp(name, "request") == 0) return parse_request(L, arg, x);
-    if ((e = find_row(name)) == NULL) luaL_error(L, "ghl: no method '%s'", name);
-    return read_row_arguments(L, e, arg, x);
 }
 
 /* ---- iterators: page after page, as the loop asks ----
@@ -865,9 +655,9 @@ static int client_each(lua_State *L) {
     ghl_options o;
     call x;
     int opts, st, query = p->has_id ? 3 : 2;
-    e = find_row(p->fetch);
+    e = ghl_find_row(p->fetch);
     memset(&x, 0, sizeof x);
-    opts = read_row_arguments(L, e, 2, &x);
+    opts = ghl_read_row_arguments(L, e, 2, &x.job.request);
     read_call_options(L, c, opts, &o, GHL_SCOPE_CALL);
     lua_settop(L, query + 1);
     lua_pushvalue(L, lua_upvalueindex(UP_ROW + 1)); /* each_next with its pager */
@@ -1144,7 +934,7 @@ static int client_add(lua_State *L) {
     int opts;
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     memset(&x, 0, sizeof x);
-    opts = parse_call(L, luaL_checkstring(L, 2), 3, &x);
+    opts = ghl_read_call(L, luaL_checkstring(L, 2), 3, &x.job.request, &x.own);
     read_call_options(L, c, opts, &o, looped_call_scopes(c));
     /* reading the options may have run Lua code */
     if (c->closed || c->close_pending) luaL_error(L, "ghl: the client is closed");
@@ -1261,11 +1051,6 @@ static int client_interrupted(lua_State *L) {
 
 /* ghl.oauth_token(form [, opts]): POST /oauth/token, form-encoded, with a
  * client of its own for the one call. */
-static const char *const oauth_options[] = {"base_url", "timeout", "connect_timeout", "retries",
-                                            "max_retry_delay", "ssl_verify", "cainfo", "proxy",
-                                            "user_agent", NULL};
-static const char *const oauth_secrets[] = {"client_secret", "refresh_token", "code", "access_token", NULL};
-
 static int ghl_oauth_token(lua_State *L) {
     ghl_options o;
     ghl_client *c;
@@ -1273,30 +1058,17 @@ static int ghl_oauth_token(lua_State *L) {
     int i, n;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 2);
-    if (!lua_isnil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 2) != 0) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-            lua_pop(L, 1);
-            for (i = 0; oauth_options[i] != NULL && strcmp(oauth_options[i], k) != 0; i++) {}
-            if (oauth_options[i] == NULL)
-                luaL_error(L, "ghl: option '%s' cannot be given to oauth_token", lua_type(L, -1) == LUA_TSTRING ? k : "?");
-        }
-    }
+    ghl_check_oauth_options(L, 2);
     ghl_options_defaults(&o);
     ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
     memset(&x, 0, sizeof x);
-    x.job.request.endpoint = &ghl_oauth_token_endpoint;
-    ghl_push_query(L, 1, "form");
-    x.job.request.body = lua_tolstring(L, -1, &x.job.request.body_len);
-    x.job.request.body_type = "application/x-www-form-urlencoded";
+    ghl_read_oauth_form(L, 1, &x.job.request);
     fill_settings(&x.settings, &o, 1, 0);
     c = new_client(L, &o);
-    for (i = 0; oauth_secrets[i] != NULL; i++) { /* what must never come back in an error */
+    for (i = 0; ghl_oauth_secrets[i] != NULL; i++) { /* what must never come back in an error */
         size_t len;
         const char *v;
-        lua_getfield(L, 1, oauth_secrets[i]);
+        lua_getfield(L, 1, ghl_oauth_secrets[i]);
         v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (v != NULL && ghl_secrets_add(&c->secrets, v, len) != 0) {
             release(c);

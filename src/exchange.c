@@ -1,9 +1,11 @@
 #include "exchange.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "arguments.h"
 #include "retry.h"
 #include "shape.h"
 
@@ -26,9 +28,18 @@ static int exchange_gc(lua_State *L) {
     wipe(&ex->scratch);
     ghl_buffer_free(&ex->scratch);
     ghl_buffer_free(&ex->target);
+    free(ex->owned);
+    ex->owned = NULL;
     ghl_secrets_free(&ex->secrets);
     ghl_options_free(&ex->options);
     return 0;
+}
+
+/* Empties what the last attempt read, for the next one. */
+static void start_attempt(ghl_exchange *ex) {
+    ghl_response_reset(&ex->response, GHL_BUFFER_KEEP);
+    ghl_http1_start(&ex->reader);
+    ex->answered = 0;
 }
 
 static ghl_exchange *check_exchange(lua_State *L) {
@@ -37,39 +48,244 @@ static ghl_exchange *check_exchange(lua_State *L) {
     return ex;
 }
 
-/* ghl._exchange(id, opts [, batch]) */
-static int exchange_new(lua_State *L) {
-    ghl_options o;
-    ghl_exchange *ex;
-    size_t len;
-    const char *id = ghl_check_id(L, 1, &len);
-    int scopes = GHL_SCOPE_CLIENT | GHL_SCOPE_CALL | (lua_toboolean(L, 3) ? GHL_SCOPE_BATCH : 0);
-    lua_settop(L, 2);
-    ghl_options_defaults(&o);
-    ghl_options_read(L, 2, &o, scopes); /* the strings stay on the stack until owned */
-    ghl_options_require_token(L, &o);
-    /* a provider is called when a client first needs the token, in the
-     * client's own call; no exchange does that yet */
-    if (o.token_fn || o.token == NULL)
-        luaL_error(L, "ghl: option 'token' must be a string here (a token function is not supported by this transport)");
-    ex = lua_newuserdata(L, sizeof *ex);
+/* Copies the strings r points at (ids, path, query, body, version) into ex,
+ * whose request then points at its own copies. Returns 0, or -1 when
+ * memory runs out. */
+static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoint *own) {
+    ghl_request *q = &ex->request;
+    size_t total = 0;
+    char *p;
+    int i;
+    *q = *r;
+    if (r->endpoint == own) {
+        ex->own = *own;
+        q->endpoint = &ex->own;
+    }
+    for (i = 0; i < GHL_MAX_PATH_ARGS; i++) {
+        if (r->args[i] == NULL) continue;
+        memcpy(ex->args[i], r->args[i], r->arg_len[i]); /* checked: at most GHL_MAX_ID_LEN */
+        ex->args[i][r->arg_len[i]] = '\0';
+        q->args[i] = ex->args[i];
+    }
+    if (r->path != NULL) total += r->path_len + 1;
+    if (r->query != NULL) total += r->query_len + 1;
+    if (r->body != NULL) total += r->body_len + 1;
+    if (r->version != NULL) total += strlen(r->version) + 1;
+    if (total == 0) return 0;
+    if ((ex->owned = p = malloc(total)) == NULL) return -1;
+#define OWN_COPY(field, n)                                                                                         \
+    if (r->field != NULL) {                                                                                        \
+        memcpy(p, r->field, n);                                                                                    \
+        p[n] = '\0';                                                                                               \
+        q->field = p;                                                                                              \
+        p += (n) + 1;                                                                                              \
+    }
+    OWN_COPY(path, r->path_len)
+    OWN_COPY(query, r->query_len)
+    OWN_COPY(body, r->body_len)
+    OWN_COPY(version, strlen(r->version))
+#undef OWN_COPY
+    return 0;
+}
+
+/* Pushes a new exchange for request r (its strings copied) with options o
+ * (checked; the strings still on the stack); form: the index of an oauth
+ * form whose secrets are cut out of what comes back, else 0. */
+static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl_request *r,
+                                   const ghl_endpoint *own, int form) {
+    ghl_exchange *ex = lua_newuserdata(L, sizeof *ex);
+    int i, ok;
     memset(ex, 0, sizeof *ex); /* live is 0: nothing to free until the metatable is set */
     luaL_setmetatable(L, GHL_EXCHANGE_MT);
     ex->live = 1;
-    ex->options = o;
-    memcpy(ex->id, id, len);
-    ex->id[len] = '\0';
-    ex->request.endpoint = &ghl_get_message_endpoint;
-    ex->request.args[0] = ex->id;
-    ex->request.arg_len[0] = len;
-    ex->response.max_body = o.max_body_size;
+    ex->options = *o;
+    ex->options.token_fn = 0; /* a stack index of the caller's */
+    ok = ghl_options_own(&ex->options) == 0 && own_request(ex, r, own) == 0 &&
+         ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) == 0;
+    if (!ok) luaL_error(L, "ghl: out of memory"); /* __gc frees what was made */
+    for (i = 0; form != 0 && ghl_oauth_secrets[i] != NULL; i++) { /* what must never come back */
+        size_t len;
+        const char *v;
+        lua_getfield(L, form, ghl_oauth_secrets[i]);
+        v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (v != NULL && ghl_secrets_add(&ex->secrets, v, len) != 0) luaL_error(L, "ghl: out of memory");
+        lua_pop(L, 1);
+    }
+    ex->response.max_body = o->max_body_size;
+    ex->response.wants_content_type = ex->request.endpoint->unwrap == GHL_UNWRAP_BYTES;
     ghl_response_reset(&ex->response, 0);
     ghl_http1_start(&ex->reader);
     ex->rng = (unsigned long)time(NULL) ^ (unsigned long)(size_t)ex;
-    if (ghl_options_own(&ex->options) != 0 ||
-        ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) != 0)
-        luaL_error(L, "ghl: out of memory"); /* __gc frees what was made */
+    return ex;
+}
+
+/* The token of a request: the string given (one a provider returned), else
+ * the options' (GHL_TOKEN included); none while a provider has not been
+ * asked. */
+static void choose_token(lua_State *L, int idx, ghl_options *o, const ghl_request *r) {
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n;
+        const char *tok = lua_tolstring(L, idx, &n);
+        if (!ghl_token_valid(tok, n)) luaL_error(L, "ghl: bad argument 'token' (an empty string or one with spaces or control characters)");
+        o->token = tok;
+        o->token_fn = 0;
+        return;
+    }
+    if (!lua_isnoneornil(L, idx)) luaL_error(L, "ghl: bad argument 'token' (string expected, got %s)", luaL_typename(L, idx));
+    if (r->endpoint->no_auth) return;
+    ghl_options_require_token(L, o); /* a provider's token comes later (ex:set_token) */
+    if (o->token_fn) o->token = NULL;
+}
+
+/* ghl._exchange_call(name, opts, token, batch, ...): the request the client
+ * method `name` makes with the arguments `...` (its per-call options
+ * last), with the client options opts, as ghl.new(opts):name(...) would;
+ * token: a string in place of opts.token (nil: opts.token; for a provider,
+ * ex:set_token later); batch: accept get_messages' keys. "oauth_token" takes
+ * (form) and oauth_token's opts. Misuse raises. */
+static int exchange_call(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    int batch = lua_toboolean(L, 4), form = 0, call_opts = 0;
+    int scopes = GHL_SCOPE_CALL | (batch ? GHL_SCOPE_BATCH : 0);
+    ghl_options o;
+    ghl_request r;
+    ghl_endpoint own;
+    memset(&r, 0, sizeof r);
+    memset(&own, 0, sizeof own);
+    if (strcmp(name, "oauth_token") == 0) {
+        lua_settop(L, 5);
+        form = 5;
+        ghl_read_oauth_form(L, form, &r); /* the form first, as ghl.oauth_token */
+        ghl_check_oauth_options(L, 2);
+        ghl_options_defaults(&o);
+        ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
+    } else {
+        call_opts = ghl_read_call(L, name, 5, &r, &own); /* the ids and strings stay on the stack */
+        ghl_options_defaults(&o);
+        ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | scopes);
+        ghl_options_read(L, call_opts, &o, scopes);
+    }
+    choose_token(L, 3, &o, &r);
+    push_exchange(L, &o, &r, &own, form);
     return 1;
+}
+
+/* ghl._exchange(id, opts [, batch]): ghl._exchange_call("get_message",
+ * opts, nil, batch, id). */
+static int exchange_new(lua_State *L) {
+    lua_settop(L, 3);
+    lua_pushliteral(L, "get_message");
+    lua_insert(L, 1);    /* name, id, opts, batch */
+    lua_pushvalue(L, 2); /* name, id, opts, batch, id */
+    lua_remove(L, 2);    /* name, opts, batch, id */
+    lua_pushnil(L);
+    lua_insert(L, 3);    /* name, opts, nil, batch, id */
+    return exchange_call(L);
+}
+
+/* ex:set_token(token): the token the next request bytes carry; the one it
+ * replaces stays a secret to cut out. */
+static void install_token(lua_State *L, ghl_exchange *ex, int idx) {
+    size_t n;
+    const char *tok = luaL_checklstring(L, idx, &n);
+    char *copy, *old = (char *)ex->options.token;
+    int ok;
+    if (!ghl_token_valid(tok, n)) luaL_error(L, "ghl: bad argument 'token' (an empty string or one with spaces or control characters)");
+    if ((copy = malloc(n + 1)) == NULL) luaL_error(L, "ghl: out of memory");
+    memcpy(copy, tok, n + 1);
+    ex->options.token = copy;
+    ghl_secrets_free(&ex->secrets);
+    ok = ghl_secrets_init(&ex->secrets, copy, ex->options.proxy) == 0 &&
+         (old == NULL || ghl_secrets_add(&ex->secrets, old, strlen(old)) == 0);
+    if (old != NULL) memset(old, 0, strlen(old)), free(old);
+    if (!ok) luaL_error(L, "ghl: out of memory");
+}
+
+static int exchange_set_token(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    install_token(L, ex, 2);
+    return 0;
+}
+
+/* ex:wants_token() -> whether the exchange ended with a 401 a new token may
+ * cure (not the gateway's "Command timed out"; not after a renewal) */
+static int exchange_wants_token(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    const ghl_response *r = &ex->response;
+    lua_pushboolean(L, ex->done && !ex->renewed && r->status == 401 && !ghl_command_timed_out(r));
+    return 1;
+}
+
+/* ex:renew(token): after wants_token, the request goes once more with the
+ * new token, outside the retries count. */
+static int exchange_renew(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    if (!ex->done || ex->renewed) luaL_error(L, "ghl: renew before the exchange ended with a 401");
+    install_token(L, ex, 2);
+    ex->renewed = 1;
+    ex->done = 0;
+    start_attempt(ex);
+    return 0;
+}
+
+/* ex:token_answer(ok, value, renewal) -> "new", token | "same" | "failed",
+ * errmsg: what a provider's pcall gave, judged by the token rule (renewal:
+ * it was given the token that failed, the exchange's); a raised message has
+ * the exchange's tokens cut out. */
+static int exchange_token_answer(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    int renewal = lua_toboolean(L, 4);
+    size_t n;
+    const char *tok;
+    lua_settop(L, 3);
+    if (!lua_toboolean(L, 2)) {
+        ghl_buffer *b = &ex->scratch;
+        const char *why = lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER ? lua_tolstring(L, 3, &n) : NULL;
+        int ok;
+        if (why == NULL) why = "(an error that is not a string)", n = strlen(why);
+        wipe(b);
+        ok = ghl_buffer_append(b, "ghl: token provider failed: ", 28) == 0 && ghl_buffer_append(b, why, n) == 0 &&
+             ghl_redact_buffer(b, &ex->secrets) == 0;
+        lua_pushliteral(L, "failed");
+        if (ok) lua_pushlstring(L, b->data, b->len); /* on out of memory, __gc still frees b */
+        wipe(b);
+        if (!ok) luaL_error(L, "ghl: out of memory");
+        return 2;
+    }
+    if (lua_isnil(L, 3) && renewal) {
+        lua_pushliteral(L, "same");
+        return 1;
+    }
+    tok = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &n) : NULL;
+    if (tok == NULL || !ghl_token_valid(tok, n)) {
+        const char *what = tok != NULL ? "an empty string or one with spaces or control characters" : luaL_typename(L, 3);
+        lua_pushliteral(L, "failed");
+        lua_pushfstring(L, "ghl: token provider failed: it returned %s, not a token", what);
+        return 2;
+    }
+    if (renewal && ex->options.token != NULL && strcmp(tok, ex->options.token) == 0) {
+        lua_pushliteral(L, "same");
+        return 1;
+    }
+    lua_pushliteral(L, "new");
+    lua_pushvalue(L, 3);
+    return 2;
+}
+
+/* ex:attempts() -> the attempts finished */
+static int exchange_attempts(lua_State *L) {
+    lua_pushinteger(L, check_exchange(L)->attempts);
+    return 1;
+}
+
+/* ex:rate_limit() -> true and the figures of the last response (nil when it
+ * had none), or nothing when no response came */
+static int exchange_rate_limit(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    if (!ex->had_response) return 0;
+    lua_pushboolean(L, 1);
+    ghl_push_ratelimit(L, &ex->last_ratelimit);
+    return 2;
 }
 
 /* ---- where to, and what to send ---- */
@@ -107,7 +323,7 @@ static void split_base_url(const ghl_options *o, target *t) {
     t->prefix_len = (size_t)(end - p);
 }
 
-/* ex:target() -> scheme, host, port, server_name, pool_key */
+/* ex:target() -> scheme, host, port, server_name, pool_key, repeat_safe */
 static int exchange_target(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     target t;
@@ -120,25 +336,36 @@ static int exchange_target(lua_State *L) {
     /* connections are shared only between exchanges that would make the same one */
     lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3),
                     (int)t.port, t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
-    return 5;
+    lua_pushboolean(L, ex->request.endpoint->repeat_safe);
+    return 6;
 }
 
 /* ex:request() -> the bytes to send: request line, Host, the headers every
- * request carries (ghl_request_headers), asking for an identity body: the
- * Lua transport does not decode gzip or deflate. */
+ * request carries (ghl_request_headers), asking for an identity body (the
+ * Lua transport does not decode gzip or deflate), Content-Length and the
+ * body, if any. */
 static int exchange_request(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     ghl_header h[GHL_MAX_HEADERS];
     char port[16];
     target t;
     ghl_buffer *b = &ex->scratch;
+    const ghl_request *r = &ex->request;
+    char length[40];
     int i, n, ok;
+    if (ex->options.token == NULL && !r->endpoint->no_auth)
+        luaL_error(L, "ghl: the exchange has no token yet (ex:set_token)");
     wipe(b);
     split_base_url(&ex->options, &t);
+    /* a body's length; a POST, PUT or PATCH without one says 0 */
+    length[0] = '\0';
+    if (r->body != NULL) snprintf(length, sizeof length, "Content-Length: %lu\r\n", (unsigned long)r->body_len);
+    else if (strcmp(r->endpoint->method, "GET") != 0 && strcmp(r->endpoint->method, "DELETE") != 0)
+        snprintf(length, sizeof length, "Content-Length: 0\r\n");
     snprintf(port, sizeof port, ":%ld", t.port);
     /* the request target: base_url's path prefix, the path and its query */
     ok = ghl_request_url(&ex->request, t.prefix, t.prefix_len, &ex->target) == 0 &&
-         ghl_buffer_append(b, ex->request.endpoint->method, strlen(ex->request.endpoint->method)) == 0 &&
+         ghl_buffer_append(b, r->endpoint->method, strlen(r->endpoint->method)) == 0 &&
          ghl_buffer_append(b, " ", 1) == 0 && ghl_buffer_append(b, ex->target.data, ex->target.len) == 0 &&
          ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 &&
          ghl_buffer_append(b, t.host, t.host_len) == 0 &&
@@ -151,7 +378,8 @@ static int exchange_request(lua_State *L) {
              ghl_buffer_append(b, ": ", 2) == 0 && ghl_buffer_append(b, h[i].prefix, strlen(h[i].prefix)) == 0 &&
              ghl_buffer_append(b, value, strlen(value)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0;
     }
-    ok = ok && ghl_buffer_append(b, "\r\n", 2) == 0;
+    ok = ok && ghl_buffer_append(b, length, strlen(length)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0 &&
+         (r->body == NULL || ghl_buffer_append(b, r->body, r->body_len) == 0);
     if (ok) lua_pushlstring(L, b->data, b->len); /* on out of memory, __gc still frees b */
     wipe(b); /* it holds the token */
     if (!ok) luaL_error(L, "ghl: out of memory");
@@ -268,11 +496,13 @@ static int exchange_next_attempt(lua_State *L) {
     if (!ex->answered && r->failure == GHL_FAIL_NONE)
         luaL_error(L, "ghl: next_attempt before the attempt got a status or a failure");
     ex->attempts++;
-    if (ex->attempts <= ex->options.retries && ghl_retry_wanted(r, ex->request.endpoint->repeat_safe)) {
+    if (ex->answered) {
+        ex->last_ratelimit = r->ratelimit;
+        ex->had_response = 1;
+    }
+    if (ex->attempts - ex->renewed <= ex->options.retries && ghl_retry_wanted(r, ex->request.endpoint->repeat_safe)) {
         double delay = ghl_retry_delay(r, ex->attempts, ex->options.max_retry_delay, &ex->rng);
-        ghl_response_reset(r, GHL_BUFFER_KEEP);
-        ghl_http1_start(&ex->reader);
-        ex->answered = 0;
+        start_attempt(ex);
         lua_pushnumber(L, delay);
         return 1;
     }
@@ -302,7 +532,7 @@ static int exchange_result(lua_State *L) {
 
 static int exchange_tostring(lua_State *L) {
     ghl_exchange *ex = luaL_checkudata(L, 1, GHL_EXCHANGE_MT);
-    lua_pushfstring(L, "ghl.exchange (%s, %d attempts%s): %p", ex->live ? ex->id : "freed", ex->attempts,
+    lua_pushfstring(L, "ghl.exchange (%s, %d attempts%s): %p", ex->live ? ex->request.endpoint->name : "freed", ex->attempts,
                     ex->done ? ", done" : "", (void *)ex);
     return 1;
 }
@@ -360,6 +590,12 @@ void ghl_exchange_open(lua_State *L) {
         {"fail", exchange_fail},
         {"next_attempt", exchange_next_attempt},
         {"result", exchange_result},
+        {"set_token", exchange_set_token},
+        {"wants_token", exchange_wants_token},
+        {"renew", exchange_renew},
+        {"token_answer", exchange_token_answer},
+        {"attempts", exchange_attempts},
+        {"rate_limit", exchange_rate_limit},
         {NULL, NULL},
     };
     static const luaL_Reg window_methods[] = {
@@ -389,6 +625,8 @@ void ghl_exchange_open(lua_State *L) {
 
     lua_pushcfunction(L, exchange_new);
     lua_setfield(L, -2, "_exchange");
+    lua_pushcfunction(L, exchange_call);
+    lua_setfield(L, -2, "_exchange_call");
     lua_pushcfunction(L, window_new);
     lua_setfield(L, -2, "_window");
 }

@@ -58,6 +58,31 @@ function M.messages(ids_arg)
   send_json(ngx.HTTP_OK, { messages = messages, failures = errors })
 end
 
+-- One client per worker, made on first use: every request of the worker
+-- shares it (its calls run side by side, each in its request's own thread),
+-- and with a token function (examples/openresty/ghl_tokens.lua) they share
+-- one refresh.
+local client
+local function the_client()
+  if client == nil then client = ghl_resty.new(options()) end
+  return client
+end
+
+-- GET /conversations/<id>/messages: {messages = [...]} over every page, or
+-- the error of the page that failed.
+function M.conversation_messages(id)
+  local out = {}
+  for msg, err, info in the_client():each_message(id, { limit = 100 }) do
+    if msg == false then
+      ngx.log(ngx.WARN, err)
+      return send_json(status_for(info), { error = err, kind = info.kind, trace_id = info.trace_id })
+    end
+    out[#out + 1] = msg
+    if #out >= 10000 then break end -- bounded, whatever the conversation holds
+  end
+  send_json(ngx.HTTP_OK, { messages = out })
+end
+
 -- access_by_lua: let the request through only for an inbound message.
 function M.require_inbound(id)
   local msg, err, info = ghl_resty.get_message(id, options())

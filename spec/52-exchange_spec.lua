@@ -1,0 +1,174 @@
+-- ghl._exchange_call, the C side of a Lua transport (README, "Internal
+-- interface for transports"), driven from plain Lua with no network: the
+-- bytes it builds for each kind of request, the token calls of a client
+-- with a token function, and the answers it shapes. On every runtime, so
+-- that the memory checks (valgrind, ASan) cover exchange.c too; ghl.resty
+-- drives the same calls in nginx (spec/50, spec/51).
+
+local ghl = require("ghl")
+
+local TOKEN = "tok-exchange-secret-0123456789"
+local BASE = "http://api.test:8080/v2"
+
+local function opts(extra)
+  local o = { token = TOKEN, base_url = BASE, retries = 0, max_retry_delay = 0 }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+local function raised(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
+-- Feeds one whole answer to ex, as a transport would: the head (its lines,
+-- a Content-Length added when it has none) and the body.
+local function answer(ex, head, body)
+  body = body or ""
+  if not head:lower():find("\r\ncontent%-length:") then head = head .. "\r\nContent-Length: " .. #body end
+  local whole, keep = ex:feed(head .. "\r\n\r\n" .. body)
+  assert.is_true(whole)
+  assert.is_true(keep)
+end
+
+local OK_MESSAGE = '{"message":{"id":"m1","type":2,"messageType":"TYPE_SMS"},"traceId":"t-1"}'
+
+describe("ghl._exchange_call", function()
+  it("builds a GET with the client's headers, base_url's prefix and the query", function()
+    local ex = ghl._exchange_call("list_messages", opts(), nil, false, "conv_1", { limit = 2, lastMessageId = "a b" })
+    assert.same({ "http", "api.test", 8080, "api.test", "ghl:http:api.test:8080:", true }, { ex:target() })
+    local req = ex:request()
+    assert.equal("GET /v2/conversations/conv_1/messages?lastMessageId=a%20b&limit=2 HTTP/1.1\r\n"
+      .. "Host: api.test:8080\r\n"
+      .. "Authorization: Bearer " .. TOKEN .. "\r\n"
+      .. "Version: " .. ghl.API_VERSION .. "\r\n"
+      .. "Accept: application/json\r\n"
+      .. "User-Agent: lua-ghl/" .. ghl.VERSION .. "\r\n"
+      .. "Accept-Encoding: identity\r\n\r\n", req)
+  end)
+
+  it("builds a POST with its JSON body and Content-Length, and says it is not safe to repeat", function()
+    local ex = ghl._exchange_call("send_message", opts(), nil, false, { type = "SMS", contactId = "c1" })
+    local target = { ex:target() }
+    assert.is_false(target[6])
+    local req = ex:request()
+    local head, body = req:match("^(.-\r\n)\r\n(.*)$")
+    assert.truthy(head:find("^POST /v2/conversations/messages HTTP/1.1\r\n"))
+    assert.truthy(head:find("\r\nContent-Type: application/json\r\n", 1, true))
+    assert.truthy(head:find("\r\nContent-Length: " .. #body .. "\r\n", 1, true))
+    assert.same({ type = "SMS", contactId = "c1" }, require("cjson").decode(body))
+  end)
+
+  it("builds client:request's own requests: a PATCH with a version, a POST with no body", function()
+    local ex = ghl._exchange_call("request", opts(), nil, false, "PATCH", "/x/y", { json = {}, version = "2099-01-01" })
+    local req = ex:request()
+    assert.truthy(req:find("^PATCH /v2/x/y HTTP/1.1\r\n"))
+    assert.truthy(req:find("\r\nVersion: 2099-01-01\r\n", 1, true))
+    assert.truthy(req:find("\r\nContent%-Length: 2\r\n\r\n{}$"))
+    req = ghl._exchange_call("request", opts(), nil, false, "POST", "/x"):request()
+    assert.truthy(req:find("\r\nContent%-Length: 0\r\n\r\n$"))
+    assert.is_nil(req:find("Content-Type", 1, true))
+  end)
+
+  it("builds oauth_token's form POST without Authorization", function()
+    local ex = ghl._exchange_call("oauth_token", { base_url = BASE }, nil, false,
+      { client_id = "id1", client_secret = "cs-secret-42", refresh_token = "rt-secret-43" })
+    local req = ex:request()
+    assert.is_nil(req:find("Authorization", 1, true))
+    assert.truthy(req:find("\r\nContent-Type: application/x-www-form-urlencoded\r\n", 1, true))
+    assert.truthy(req:find("\r\n\r\nclient_id=id1&client_secret=cs%-secret%-42&refresh_token=rt%-secret%-43$"))
+    answer(ex, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json",
+      '{"error":"invalid_grant","error_description":"rt-secret-43 and cs-secret-42 are bad"}')
+    assert.is_nil(ex:next_attempt())
+    local res, err, info = ex:result()
+    assert.is_nil(res)
+    assert.equal("ghl: HTTP 400 Bad Request: <redacted> and <redacted> are bad (POST /oauth/token)", err)
+    assert.is_nil(info.body)
+  end)
+
+  it("raises for misuse with the C client's messages", function()
+    local c = ghl.new(opts())
+    for _, case in ipairs({
+      { "get_conversation", "a/b" }, { "send_message", { contactId = "x" } }, { "send_message", "{}" },
+      { "request", "GET", "/a/../b" }, { "get_message", "ok", { base_url = BASE } },
+      { "search_conversations", { limit = 1 } }, { "get_recording", "m1" },
+    }) do
+      local name = case[1]
+      local want = raised(c[name], c, (table.unpack or unpack)(case, 2)) -- luacheck: ignore
+      assert.equal(want, raised(ghl._exchange_call, name, opts(), nil, false, (table.unpack or unpack)(case, 2)), name) -- luacheck: ignore
+    end
+    c:close()
+    assert.equal("ghl: no method 'each_message'", raised(ghl._exchange_call, "each_message", opts(), nil, false, "c"))
+    assert.equal("ghl: bad argument 'token' (an empty string or one with spaces or control characters)",
+      raised(ghl._exchange_call, "get_message", opts(), "two words", false, "m1"))
+  end)
+
+  it("takes a provider's token later, renews once after a 401, outside retries", function()
+    local o = opts({ token = function() end })
+    local ex = ghl._exchange_call("get_message", o, nil, false, "m1")
+    assert.equal("ghl: the exchange has no token yet (ex:set_token)", raised(ex.request, ex))
+    assert.same({ "new", "tok-v1" }, { ex:token_answer(true, "tok-v1", false) })
+    ex:set_token("tok-v1")
+    assert.truthy(ex:request():find("\r\nAuthorization: Bearer tok-v1\r\n", 1, true))
+    answer(ex, "HTTP/1.1 401 Unauthorized\r\nX-RateLimit-Remaining: 7",
+      '{"statusCode":401,"message":"Invalid JWT for tok-v1"}')
+    assert.is_nil(ex:next_attempt())
+    assert.is_true(ex:wants_token())
+    assert.same({ "same" }, { ex:token_answer(true, "tok-v1", true) })
+    assert.same({ "same" }, { ex:token_answer(true, nil, true) })
+    assert.same({ "failed", "ghl: token provider failed: cannot renew <redacted>" },
+      { ex:token_answer(false, "cannot renew tok-v1", true) })
+    assert.same({ "failed", "ghl: token provider failed: it returned number, not a token" },
+      { ex:token_answer(true, 42, true) })
+    assert.same({ "failed", "ghl: token provider failed: (an error that is not a string)" },
+      { ex:token_answer(false, {}, true) })
+    ex:renew("tok-v2")
+    assert.equal(1, ex:attempts())
+    local req = ex:request()
+    assert.truthy(req:find("\r\nAuthorization: Bearer tok-v2\r\n", 1, true))
+    answer(ex, "HTTP/1.1 503 Service Unavailable", '{"message":"busy tok-v1 tok-v2"}')
+    assert.is_nil(ex:next_attempt()) -- retries = 0: the renewal did not count
+    assert.is_false(ex:wants_token())
+    local msg, err, info = ex:result()
+    assert.is_nil(msg)
+    assert.equal("ghl: HTTP 503 Service Unavailable: busy <redacted> <redacted> (GET /conversations/messages/m1)", err)
+    assert.same({ "http", 2 }, { info.kind, info.attempts })
+    assert.same({ true }, { ex:rate_limit() })
+  end)
+
+  it("gives the message and the last figures after a renewal with retries left", function()
+    local ex = ghl._exchange_call("get_message", opts({ token = function() end, retries = 1 }), nil, false, "m1")
+    ex:set_token("tok-a")
+    answer(ex, "HTTP/1.1 401 Unauthorized", '{"message":"Invalid JWT"}')
+    assert.is_nil(ex:next_attempt())
+    ex:renew("tok-b")
+    assert.equal("ghl: renew before the exchange ended with a 401", raised(ex.renew, ex, "tok-c"))
+    answer(ex, "HTTP/1.1 503 Service Unavailable", "{}")
+    assert.equal(0, ex:next_attempt()) -- the one retry
+    answer(ex, "HTTP/1.1 200 OK\r\nX-RateLimit-Max: 100\r\nX-RateLimit-Remaining: 98", OK_MESSAGE)
+    assert.is_nil(ex:next_attempt())
+    local msg, err, info = ex:result()
+    assert.is_nil(err)
+    assert.same({ "m1", "TYPE_SMS", 3, "t-1" }, { msg.id, msg.type, info.attempts, info.trace_id })
+    local got, rl = ex:rate_limit()
+    assert.is_true(got)
+    assert.same({ 100, 98 }, { rl.max, rl.remaining })
+  end)
+
+  it("keeps a recording's bytes and its Content-Type", function()
+    local ex = ghl._exchange_call("get_recording", opts(), nil, false, "m1", "loc1")
+    answer(ex, "HTTP/1.1 200 OK\r\nContent-Type: audio/x-wav\r\nContent-Length: 6", "RIFF\0\255")
+    assert.is_nil(ex:next_attempt())
+    local bytes, err, info = ex:result()
+    assert.is_nil(err)
+    assert.equal("RIFF\0\255", bytes)
+    assert.equal("audio/x-wav", info.content_type)
+  end)
+
+  it("leaves ghl._exchange(id, opts) as before", function()
+    local ex = ghl._exchange("m1", opts())
+    assert.truthy(ex:request():find("^GET /v2/conversations/messages/m1 HTTP/1.1\r\n"))
+    assert.truthy(tostring(ex):find("^ghl.exchange %(get_message, 0 attempts%)"))
+  end)
+end)
