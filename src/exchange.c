@@ -18,11 +18,18 @@ static void wipe(ghl_buffer *b) {
     b->len = 0;
 }
 
+/* The userdata is a handle: the exchange itself lives in C memory, so that
+ * the collector, paced by the bytes Lua allocates, runs no more often for
+ * it than for an 8-byte object (ghl.resty makes one per request). */
+static ghl_exchange **exchange_handle(lua_State *L, int idx) {
+    return luaL_checkudata(L, idx, GHL_EXCHANGE_MT);
+}
+
 /* Frees what the exchange owns; safe on one only partly built. __gc. */
 static int exchange_gc(lua_State *L) {
-    ghl_exchange *ex = luaL_checkudata(L, 1, GHL_EXCHANGE_MT);
-    if (!ex->live) return 0;
-    ex->live = 0;
+    ghl_exchange **handle = exchange_handle(L, 1), *ex = *handle;
+    if (ex == NULL) return 0;
+    *handle = NULL;
     ghl_response_free(&ex->response);
     ghl_http1_free(&ex->reader);
     wipe(&ex->scratch);
@@ -32,6 +39,7 @@ static int exchange_gc(lua_State *L) {
     ex->owned = NULL;
     ghl_secrets_free(&ex->secrets);
     ghl_options_free(&ex->options);
+    free(ex);
     return 0;
 }
 
@@ -43,8 +51,8 @@ static void start_attempt(ghl_exchange *ex) {
 }
 
 static ghl_exchange *check_exchange(lua_State *L) {
-    ghl_exchange *ex = luaL_checkudata(L, 1, GHL_EXCHANGE_MT);
-    if (!ex->live) luaL_error(L, "ghl: the exchange is freed");
+    ghl_exchange *ex = *exchange_handle(L, 1);
+    if (ex == NULL) luaL_error(L, "ghl: the exchange is freed");
     return ex;
 }
 
@@ -93,11 +101,13 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
  * form whose secrets are cut out of what comes back, else 0. */
 static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl_request *r,
                                    const ghl_endpoint *own, int form) {
-    ghl_exchange *ex = lua_newuserdata(L, sizeof *ex);
+    ghl_exchange **handle = lua_newuserdata(L, sizeof *handle), *ex;
     int i, ok;
-    memset(ex, 0, sizeof *ex); /* live is 0: nothing to free until the metatable is set */
+    *handle = NULL; /* nothing to free until the exchange is there */
     luaL_setmetatable(L, GHL_EXCHANGE_MT);
-    ex->live = 1;
+    ex = calloc(1, sizeof *ex);
+    if (ex == NULL) luaL_error(L, "ghl: out of memory");
+    *handle = ex;
     ex->options = *o;
     ex->options.token_fn = 0; /* a stack index of the caller's */
     ok = ghl_options_own(&ex->options) == 0 && own_request(ex, r, own) == 0 &&
@@ -531,8 +541,12 @@ static int exchange_result(lua_State *L) {
 }
 
 static int exchange_tostring(lua_State *L) {
-    ghl_exchange *ex = luaL_checkudata(L, 1, GHL_EXCHANGE_MT);
-    lua_pushfstring(L, "ghl.exchange (%s, %d attempts%s): %p", ex->live ? ex->request.endpoint->name : "freed", ex->attempts,
+    ghl_exchange *ex = *exchange_handle(L, 1);
+    if (ex == NULL) {
+        lua_pushliteral(L, "ghl.exchange (freed)");
+        return 1;
+    }
+    lua_pushfstring(L, "ghl.exchange (%s, %d attempts%s): %p", ex->request.endpoint->name, ex->attempts,
                     ex->done ? ", done" : "", (void *)ex);
     return 1;
 }
@@ -557,8 +571,8 @@ static int window_new(lua_State *L) {
 /* w:take(ex): the figures of ex's last response, if one came */
 static int window_take(lua_State *L) {
     lua_window *w = luaL_checkudata(L, 1, GHL_WINDOW_MT);
-    ghl_exchange *ex = luaL_checkudata(L, 2, GHL_EXCHANGE_MT);
-    if (ex->live && ex->response.status > 0)
+    ghl_exchange *ex = *exchange_handle(L, 2);
+    if (ex != NULL && ex->response.status > 0)
         ghl_window_take(&w->window, &ex->response.ratelimit, ghl_now(), w->max_delay);
     return 0;
 }

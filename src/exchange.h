@@ -47,7 +47,6 @@
 #define GHL_WINDOW_MT "ghl.window"
 
 typedef struct ghl_exchange {
-    int live;             /* owns what follows; 0 once freed */
     ghl_options options;  /* its own copies of the strings */
     ghl_secrets secrets;
     ghl_request request;  /* points at the copies below */

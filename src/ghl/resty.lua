@@ -202,6 +202,24 @@ local function attempt(ex, t)
   return ex:fail("closed", "the server closed the connection before answering")
 end
 
+-- connect()'s options for a pool key and size, made once each (connect
+-- only reads them): one table less for the collector per request.
+local pool_options = {}
+
+local function pool_options_of(pool_key, pool_size)
+  local by_size = pool_options[pool_key]
+  if by_size == nil then
+    by_size = {}
+    pool_options[pool_key] = by_size
+  end
+  local o = by_size[pool_size]
+  if o == nil then
+    o = { pool = pool_key, pool_size = pool_size }
+    by_size[pool_size] = o
+  end
+  return o
+end
+
 -- What every attempt of an exchange connects to and sends.
 local function target_of(ex, pool_size)
   local scheme, host, port, server_name, pool_key, repeat_safe = ex:target()
@@ -209,7 +227,7 @@ local function target_of(ex, pool_size)
   return {
     https = scheme == "https", host = host, port = port, server_name = server_name,
     verify = find(pool_key, ":verify", 1, true) ~= nil,
-    pool_opts = { pool = pool_key, pool_size = pool_size },
+    pool_opts = pool_options_of(pool_key, pool_size),
     pool_size = pool_size, request = ex:request(), repeat_safe = repeat_safe,
     connect_timeout = connect_timeout, timeout = timeout,
   }
