@@ -37,7 +37,7 @@ local OK_MESSAGE = '{"message":{"id":"m1","type":2,"messageType":"TYPE_SMS"},"tr
 describe("ghl._exchange_call", function()
   it("builds a GET with the client's headers, base_url's prefix and the query", function()
     local ex = ghl._exchange_call("list_messages", opts(), nil, false, "conv_1", { limit = 2, lastMessageId = "a b" })
-    assert.same({ "http", "api.test", 8080, "api.test", "ghl:http:api.test:8080:", true }, { ex:target() })
+    assert.same({ "http", "api.test", 8080, "api.test", "ghl:http:api.test:8080:", true, 10, 30 }, { ex:target() })
     local req = ex:request()
     assert.equal("GET /v2/conversations/conv_1/messages?lastMessageId=a%20b&limit=2 HTTP/1.1\r\n"
       .. "Host: api.test:8080\r\n"

@@ -333,7 +333,8 @@ static void split_base_url(const ghl_options *o, target *t) {
     t->prefix_len = (size_t)(end - p);
 }
 
-/* ex:target() -> scheme, host, port, server_name, pool_key, repeat_safe */
+/* ex:target() -> scheme, host, port, server_name, pool_key, repeat_safe,
+ * connect_timeout, timeout */
 static int exchange_target(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     target t;
@@ -347,7 +348,9 @@ static int exchange_target(lua_State *L) {
     lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3),
                     (int)t.port, t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
     lua_pushboolean(L, ex->request.endpoint->repeat_safe);
-    return 6;
+    lua_pushnumber(L, ex->options.connect_timeout);
+    lua_pushnumber(L, ex->options.timeout);
+    return 8;
 }
 
 /* ex:request() -> the bytes to send: request line, Host, the headers every
@@ -394,14 +397,6 @@ static int exchange_request(lua_State *L) {
     wipe(b); /* it holds the token */
     if (!ok) luaL_error(L, "ghl: out of memory");
     return 1;
-}
-
-/* ex:timeouts() -> connect_timeout, timeout (seconds, one attempt) */
-static int exchange_timeouts(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    lua_pushnumber(L, ex->options.connect_timeout);
-    lua_pushnumber(L, ex->options.timeout);
-    return 2;
 }
 
 /* ex:batch() -> concurrency, max_retry_delay (get_messages' settings) */
@@ -597,7 +592,6 @@ void ghl_exchange_open(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"target", exchange_target},
         {"request", exchange_request},
-        {"timeouts", exchange_timeouts},
         {"batch", exchange_batch},
         {"feed", exchange_feed},
         {"closed", exchange_closed},

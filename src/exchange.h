@@ -5,14 +5,15 @@
  * by shape.c with the secrets cut out. Also the rate-limit window, for a
  * Lua batch that paces its starts as batch.c does.
  *
- * Internal interface, registered as ghl._exchange and ghl._window (see the
- * README, "Internal interface for transports"):
+ * Internal interface, registered as ghl._exchange_call, ghl._exchange and
+ * ghl._window; the README's "Internal interface for transports" has every
+ * method. The ones a transport's attempt uses:
  *
- *   ex = ghl._exchange(id, opts [, batch])  misuse raises, as ghl.get_message;
- *                                           batch: accept get_messages' keys
- *   ex:target()     scheme, host, port, server_name, pool_key
- *   ex:request()    the request bytes (request line, Host, every header)
- *   ex:timeouts()   connect_timeout, timeout (seconds, one attempt)
+ *   ex = ghl._exchange_call(name, opts, token, batch, ...)  a client method's
+ *                   request, its arguments checked as the C client does
+ *   ex:target()     scheme, host, port, server_name, pool_key, repeat_safe,
+ *                   connect_timeout, timeout (seconds, one attempt)
+ *   ex:request()    the request bytes (request line, Host, every header, body)
  *   ex:feed(bytes)  the next bytes read from the connection (http1.c reads
  *                   the response from them) -> nil: more are needed; true,
  *                   keep: the response is whole (keep: the connection may

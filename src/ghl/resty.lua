@@ -131,10 +131,12 @@ end
 -- limit) from the bytes. Returns true and whether the connection may be
 -- kept; or false, what failed and its text (what is nil when ex knows
 -- already; "stale" when the connection was closed before any byte came).
-local function read_response(sock, ex, deadline)
+local function read_response(sock, ex, deadline, reused)
   local first = true
   while true do
-    sock:settimeout(ms(deadline - now()))
+    -- a kept connection's first read: the timeout set as the attempt began
+    -- still holds (no connect, no handshake since)
+    if not (first and reused) then sock:settimeout(ms(deadline - now())) end
     local data, err = sock:receiveany(65536)
     if not data then
       if first and err ~= "timeout" then return false, "stale", err end
@@ -179,7 +181,7 @@ local function attempt(ex, t)
     if not ok then
       whole, what, text = false, reused and err ~= "timeout" and "stale" or (err == "timeout" and "timeout" or "send"), err
     else
-      whole, what, text = read_response(sock, ex, deadline)
+      whole, what, text = read_response(sock, ex, deadline, reused)
     end
     if whole then
       if what then -- may be kept: back to the worker's pool
@@ -222,8 +224,7 @@ end
 
 -- What every attempt of an exchange connects to and sends.
 local function target_of(ex, pool_size)
-  local scheme, host, port, server_name, pool_key, repeat_safe = ex:target()
-  local connect_timeout, timeout = ex:timeouts()
+  local scheme, host, port, server_name, pool_key, repeat_safe, connect_timeout, timeout = ex:target()
   return {
     https = scheme == "https", host = host, port = port, server_name = server_name,
     verify = find(pool_key, ":verify", 1, true) ~= nil,
