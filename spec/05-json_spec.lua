@@ -210,7 +210,16 @@ describe("the JSON decoder", function()
     assert.equal("ghl: cannot decode the response: the body is not valid JSON", err)
   end)
 
-  it("reads numbers with '.' whatever the C library's LC_NUMERIC says", function()
+  -- Not under scripts/check-memory's wrapper interpreters (a script, "#!"):
+  -- setlocale's own lasting allocations there read as leaks to the checker.
+  local function wrapped()
+    local f = io.open(h.lua_exe(), "rb")
+    local magic = f and f:read(2) or ""
+    if f then f:close() end
+    return magic == "#!"
+  end
+  local locale_it = wrapped() and pending or it
+  locale_it("reads numbers with '.' whatever the C library's LC_NUMERIC says", function()
     -- a locale whose decimal point is ',', built here (localedef) into a scratch directory
     local dir = h.temp_dir("ghl-locale")
     local built = os.execute("localedef -i de_DE -f UTF-8 " .. h.quote(dir .. "/de_DE.UTF-8") .. " >/dev/null 2>&1")
