@@ -30,8 +30,10 @@ static long page_size_of(lua_State *L, int query) {
     double n = 20;
     if (query == 0) return (long)n;
     lua_getfield(L, query, "limit");
-    if (lua_type(L, -1) == LUA_TNUMBER) n = lua_tonumber(L, -1);
-    else if (lua_type(L, -1) == LUA_TSTRING) n = strtod(lua_tostring(L, -1), NULL);
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        n = lua_tonumber(L, -1);
+    else if (lua_type(L, -1) == LUA_TSTRING)
+        n = strtod(lua_tostring(L, -1), NULL);
     lua_pop(L, 1);
     if (!(n >= 0)) n = 0; /* NaN and below */
     return n > 1e9 ? 1000000000L : (long)n;
@@ -131,9 +133,9 @@ static void read_request_args(lua_State *L, int idx, ghl_request *r, ghl_endpoin
         const char *k;
         lua_pop(L, 1);
         k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (strcmp(k, "query") != 0 && strcmp(k, "json") != 0 && strcmp(k, "raw") != 0 &&
-            strcmp(k, "version") != 0)
-            luaL_error(L, "ghl: bad argument 'args' (unknown key '%s')", lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
+        if (strcmp(k, "query") != 0 && strcmp(k, "json") != 0 && strcmp(k, "raw") != 0 && strcmp(k, "version") != 0)
+            luaL_error(L, "ghl: bad argument 'args' (unknown key '%s')",
+                       lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
     }
     lua_getfield(L, idx, "raw");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
@@ -172,7 +174,8 @@ int ghl_read_request(lua_State *L, int arg, ghl_request *r, ghl_endpoint *own) {
     int m;
     size_t n;
     const char *method = luaL_checkstring(L, arg), *path;
-    for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {}
+    for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {
+    }
     if (request_methods[m] == NULL)
         luaL_error(L, "ghl: bad argument 'method' (GET, POST, PUT, PATCH or DELETE expected)");
     if (lua_type(L, arg + 1) != LUA_TSTRING)
@@ -212,12 +215,10 @@ int ghl_read_call(lua_State *L, const char *name, int arg, ghl_request *r, ghl_e
     return ghl_read_row_arguments(L, e, arg, r);
 }
 
-
 /* ---- ghl.oauth_token ---- */
 
-static const char *const oauth_options[] = {"base_url", "timeout", "connect_timeout", "retries",
-                                            "max_retry_delay", "ssl_verify", "cainfo", "proxy",
-                                            "user_agent", NULL};
+static const char *const oauth_options[] = {"base_url",   "timeout", "connect_timeout", "retries",    "max_retry_delay",
+                                            "ssl_verify", "cainfo",  "proxy",           "user_agent", NULL};
 
 const char *const ghl_oauth_secrets[] = {"client_secret", "refresh_token", "code", "access_token", NULL};
 
@@ -229,7 +230,8 @@ void ghl_check_oauth_options(lua_State *L, int idx) {
     while (lua_next(L, idx) != 0) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         lua_pop(L, 1);
-        for (i = 0; oauth_options[i] != NULL && strcmp(oauth_options[i], k) != 0; i++) {}
+        for (i = 0; oauth_options[i] != NULL && strcmp(oauth_options[i], k) != 0; i++) {
+        }
         if (oauth_options[i] == NULL)
             luaL_error(L, "ghl: option '%s' cannot be given to oauth_token", lua_type(L, -1) == LUA_TSTRING ? k : "?");
     }

@@ -15,8 +15,14 @@
 
 /* Upvalues of the methods and module functions: the metatable, then the
  * protected bodies, made once so that starting a call allocates nothing. */
-enum { UP_METATABLE = 1, UP_RUN_ONE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT = UP_RUN_STEP,
-       UP_ROW /* the endpoint row of a method that is nothing but its row */ };
+enum {
+    UP_METATABLE = 1,
+    UP_RUN_ONE,
+    UP_RUN_GET_MESSAGES,
+    UP_RUN_STEP,
+    UP_COUNT = UP_RUN_STEP,
+    UP_ROW /* the endpoint row of a method that is nothing but its row */
+};
 #define CACHE_MAX 16
 
 /* ---- life cycle ---- */
@@ -47,8 +53,10 @@ static void release(ghl_client *c) {
 
 /* Closes now, or when the call it is in ends. */
 static void close_client(ghl_client *c) {
-    if (c->busy) c->close_pending = 1;
-    else release(c);
+    if (c->busy)
+        c->close_pending = 1;
+    else
+        release(c);
 }
 
 /* Pushes a new client made from checked options (token included). */
@@ -59,7 +67,7 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     luaL_setmetatable(L, GHL_CLIENT_MT);
     c->closed = 0;
     c->options = *o;
-    c->options.token_fn = 0; /* a stack index of the caller's */
+    c->options.token_fn = 0;  /* a stack index of the caller's */
     lua_createtable(L, 0, 1); /* the user value: the token provider, a step's results */
     if (o->token_fn) {
         c->has_provider = 1;
@@ -67,8 +75,7 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
         lua_setfield(L, -2, "token");
     }
     ghl_setuservalue(L, -2);
-    if (ghl_options_own(&c->options) != 0 ||
-        ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
+    if (ghl_options_own(&c->options) != 0 || ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
         (c->options.token != NULL && (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL)) {
         release(c);
         luaL_error(L, "ghl: out of memory");
@@ -258,11 +265,11 @@ static ghl_client *check_open(lua_State *L, int idx) {
 typedef struct call {
     ghl_client *c;
     ghl_run_settings settings;
-    ghl_job job;       /* get_message */
-    int pass;          /* a stack index whose value fn gets as its second argument; 0: none */
-    int looped;        /* a step of a looped client: the run goes on after it */
-    ghl_endpoint own;  /* client:request's row, made for the call */
-    int seen;          /* get_messages: our own table of the ids */
+    ghl_job job;      /* get_message */
+    int pass;         /* a stack index whose value fn gets as its second argument; 0: none */
+    int looped;       /* a step of a looped client: the run goes on after it */
+    ghl_endpoint own; /* client:request's row, made for the call */
+    int seen;         /* get_messages: our own table of the ids */
 } call;
 
 static void fill_limits(ghl_limits *l, const ghl_options *o) {
@@ -278,8 +285,7 @@ static void fill_settings(ghl_run_settings *s, const ghl_options *o, int concurr
     s->paced = paced;
 }
 
-static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, int count,
-                        const ghl_run_settings *s) {
+static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, int count, const ghl_run_settings *s) {
     CURLcode code = ghl_batch_start(&c->batch, jobs, heap, count, s);
     if (code == CURLE_OUT_OF_MEMORY) luaL_error(L, "ghl: out of memory");
     if (code != CURLE_OK) luaL_error(L, "ghl: libcurl could not make a handle: %s", curl_easy_strerror(code));
@@ -316,8 +322,10 @@ static int run_one(lua_State *L) {
     start_batch(L, x->c, &x->job, &heap, 1, &x->settings);
     while ((job = ghl_batch_next(&x->c->batch, &r)) != NULL)
         if (!job->wants_token || !renew_token_for(L, x->c, 2, job, &failed)) break;
-    if (failed) push_token_failure(L, job->attempts);
-    else push_result(L, x->c, job, r);
+    if (failed)
+        push_token_failure(L, job->attempts);
+    else
+        push_result(L, x->c, job, r);
     return 3;
 }
 
@@ -518,8 +526,8 @@ static int client_request(lua_State *L) {
 enum { IT_CLIENT = 1, IT_FETCH, IT_ID, IT_QUERY, IT_OPTS, IT_ITEMS, IT_INFO, IT_INDEX, IT_DONE, IT_LAST };
 
 typedef struct pager {
-    const char *iterator;  /* the method */
-    const char *fetch;     /* the page method it calls */
+    const char *iterator; /* the method */
+    const char *fetch;    /* the page method it calls */
     int has_id;
     const char *items;     /* the page's list */
     const char *next;      /* the page's field that asks for the next one, or NULL */
@@ -604,7 +612,8 @@ static int ghl_next_page(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    for (p = pagers; p->iterator != NULL && strcmp(p->iterator, name) != 0; p++) {}
+    for (p = pagers; p->iterator != NULL && strcmp(p->iterator, name) != 0; p++) {
+    }
     if (p->iterator == NULL) luaL_error(L, "ghl: no iterator '%s'", name);
     lua_pushboolean(L, set_next_page_query(L, p, 2, 3));
     return 1;
@@ -691,8 +700,10 @@ static int client_each(lua_State *L) {
 /* client:rate_limit() */
 static int client_rate_limit(lua_State *L) {
     ghl_client *c = check_open(L, 1);
-    if (c->batch.last_at > 0) ghl_push_ratelimit(L, &c->batch.last_ratelimit);
-    else lua_pushnil(L);
+    if (c->batch.last_at > 0)
+        ghl_push_ratelimit(L, &c->batch.last_ratelimit);
+    else
+        lua_pushnil(L);
     return 1;
 }
 
@@ -706,8 +717,10 @@ static int client_tostring(lua_State *L) {
     ghl_client *c = luaL_checkudata(L, 1, GHL_CLIENT_MT);
     char base[GHL_MAX_BASE_URL + 1];
     /* a copy: pushing may run a finalizer that closes the client */
-    if (c->closed) strcpy(base, "closed");
-    else snprintf(base, sizeof base, "%s", c->options.base_url);
+    if (c->closed)
+        strcpy(base, "closed");
+    else
+        snprintf(base, sizeof base, "%s", c->options.base_url);
     lua_pushfstring(L, "ghl.client (%s%s): %p", base, c->busy ? ", busy" : "", (void *)c);
     return 1;
 }
@@ -941,8 +954,7 @@ static int client_add(lua_State *L) {
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     if (c->pid != getpid()) luaL_error(L, "ghl: a looped client cannot be used after fork()");
     fill_limits(&limits, &o);
-    if (ghl_batch_add(&c->batch, &x.job.request, &limits, c->tags + 1) == NULL)
-        luaL_error(L, "ghl: out of memory");
+    if (ghl_batch_add(&c->batch, &x.job.request, &limits, c->tags + 1) == NULL) luaL_error(L, "ghl: out of memory");
     lua_pushinteger(L, (lua_Integer)++c->tags);
     return 1;
 }
@@ -1012,8 +1024,10 @@ static int run_step(lua_State *L) {
     lua_setfield(L, -2, "results");
     lua_pop(L, 1);
     ms = ghl_batch_wait_ms(&c->batch);
-    if (ms < 0) lua_pushnil(L);
-    else lua_pushinteger(L, (lua_Integer)ms);
+    if (ms < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, (lua_Integer)ms);
     return 2;
 }
 
@@ -1097,7 +1111,8 @@ static int ghl_get_message_request(lua_State *L) {
         lua_pushvalue(L, o.token_fn);
         lua_call(L, 0, 1);
         o.token = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-        if (o.token == NULL || !ghl_token_valid(o.token, n)) luaL_error(L, "ghl: option 'token': its function returned no valid token");
+        if (o.token == NULL || !ghl_token_valid(o.token, n))
+            luaL_error(L, "ghl: option 'token': its function returned no valid token");
     }
     lua_createtable(L, 0, 3);
     lua_pushstring(L, r.endpoint->method);

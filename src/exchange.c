@@ -81,12 +81,12 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
     if (r->version != NULL) total += strlen(r->version) + 1;
     if (total == 0) return 0;
     if ((ex->owned = p = malloc(total)) == NULL) return -1;
-#define OWN_COPY(field, n)                                                                                         \
-    if (r->field != NULL) {                                                                                        \
-        memcpy(p, r->field, n);                                                                                    \
-        p[n] = '\0';                                                                                               \
-        q->field = p;                                                                                              \
-        p += (n) + 1;                                                                                              \
+#define OWN_COPY(field, n)      \
+    if (r->field != NULL) {     \
+        memcpy(p, r->field, n); \
+        p[n] = '\0';            \
+        q->field = p;           \
+        p += (n) + 1;           \
     }
     OWN_COPY(path, r->path_len)
     OWN_COPY(query, r->query_len)
@@ -99,8 +99,8 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
 /* Pushes a new exchange for request r (its strings copied) with options o
  * (checked; the strings still on the stack); form: the index of an oauth
  * form whose secrets are cut out of what comes back, else 0. */
-static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl_request *r,
-                                   const ghl_endpoint *own, int form) {
+static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl_request *r, const ghl_endpoint *own,
+                                   int form) {
     ghl_exchange **handle = lua_newuserdata(L, sizeof *handle), *ex;
     int i, ok;
     *handle = NULL; /* nothing to free until the exchange is there */
@@ -112,7 +112,7 @@ static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl
     ex->options.token_fn = 0; /* a stack index of the caller's */
     ok = ghl_options_own(&ex->options) == 0 && own_request(ex, r, own) == 0 &&
          ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) == 0;
-    if (!ok) luaL_error(L, "ghl: out of memory"); /* __gc frees what was made */
+    if (!ok) luaL_error(L, "ghl: out of memory");                 /* __gc frees what was made */
     for (i = 0; form != 0 && ghl_oauth_secrets[i] != NULL; i++) { /* what must never come back */
         size_t len;
         const char *v;
@@ -136,12 +136,14 @@ static void choose_token(lua_State *L, int idx, ghl_options *o, const ghl_reques
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t n;
         const char *tok = lua_tolstring(L, idx, &n);
-        if (!ghl_token_valid(tok, n)) luaL_error(L, "ghl: bad argument 'token' (an empty string or one with spaces or control characters)");
+        if (!ghl_token_valid(tok, n))
+            luaL_error(L, "ghl: bad argument 'token' (an empty string or one with spaces or control characters)");
         o->token = tok;
         o->token_fn = 0;
         return;
     }
-    if (!lua_isnoneornil(L, idx)) luaL_error(L, "ghl: bad argument 'token' (string expected, got %s)", luaL_typename(L, idx));
+    if (!lua_isnoneornil(L, idx))
+        luaL_error(L, "ghl: bad argument 'token' (string expected, got %s)", luaL_typename(L, idx));
     if (r->endpoint->no_auth) return;
     ghl_options_require_token(L, o); /* a provider's token comes later (ex:set_token) */
     if (o->token_fn) o->token = NULL;
@@ -189,7 +191,7 @@ static int exchange_new(lua_State *L) {
     lua_pushvalue(L, 2); /* name, id, opts, batch, id */
     lua_remove(L, 2);    /* name, opts, batch, id */
     lua_pushnil(L);
-    lua_insert(L, 3);    /* name, opts, nil, batch, id */
+    lua_insert(L, 3); /* name, opts, nil, batch, id */
     return exchange_call(L);
 }
 
@@ -200,7 +202,8 @@ static void install_token(lua_State *L, ghl_exchange *ex, int idx) {
     const char *tok = luaL_checklstring(L, idx, &n);
     char *copy, *old = (char *)ex->options.token;
     int ok;
-    if (!ghl_token_valid(tok, n)) luaL_error(L, "ghl: bad argument 'token' (an empty string or one with spaces or control characters)");
+    if (!ghl_token_valid(tok, n))
+        luaL_error(L, "ghl: bad argument 'token' (an empty string or one with spaces or control characters)");
     if ((copy = malloc(n + 1)) == NULL) luaL_error(L, "ghl: out of memory");
     memcpy(copy, tok, n + 1);
     ex->options.token = copy;
@@ -250,7 +253,8 @@ static int exchange_token_answer(lua_State *L) {
     lua_settop(L, 3);
     if (!lua_toboolean(L, 2)) {
         ghl_buffer *b = &ex->scratch;
-        const char *why = lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER ? lua_tolstring(L, 3, &n) : NULL;
+        const char *why =
+            lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER ? lua_tolstring(L, 3, &n) : NULL;
         int ok;
         if (why == NULL) why = "(an error that is not a string)", n = strlen(why);
         wipe(b);
@@ -268,7 +272,8 @@ static int exchange_token_answer(lua_State *L) {
     }
     tok = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &n) : NULL;
     if (tok == NULL || !ghl_token_valid(tok, n)) {
-        const char *what = tok != NULL ? "an empty string or one with spaces or control characters" : luaL_typename(L, 3);
+        const char *what =
+            tok != NULL ? "an empty string or one with spaces or control characters" : luaL_typename(L, 3);
         lua_pushliteral(L, "failed");
         lua_pushfstring(L, "ghl: token provider failed: it returned %s, not a token", what);
         return 2;
@@ -342,11 +347,13 @@ static int exchange_target(lua_State *L) {
     lua_pushstring(L, t.https ? "https" : "http");
     lua_pushlstring(L, t.host, t.host_len);
     lua_pushinteger(L, (lua_Integer)t.port);
-    if (t.host_len >= 2 && t.host[0] == '[') lua_pushlstring(L, t.host + 1, t.host_len - 2);
-    else lua_pushlstring(L, t.host, t.host_len);
+    if (t.host_len >= 2 && t.host[0] == '[')
+        lua_pushlstring(L, t.host + 1, t.host_len - 2);
+    else
+        lua_pushlstring(L, t.host, t.host_len);
     /* connections are shared only between exchanges that would make the same one */
-    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3),
-                    (int)t.port, t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
+    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3), (int)t.port,
+                    t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
     lua_pushboolean(L, ex->request.endpoint->repeat_safe);
     lua_pushnumber(L, ex->options.connect_timeout);
     lua_pushnumber(L, ex->options.timeout);
@@ -372,7 +379,8 @@ static int exchange_request(lua_State *L) {
     split_base_url(&ex->options, &t);
     /* a body's length; a POST, PUT or PATCH without one says 0 */
     length[0] = '\0';
-    if (r->body != NULL) snprintf(length, sizeof length, "Content-Length: %lu\r\n", (unsigned long)r->body_len);
+    if (r->body != NULL)
+        snprintf(length, sizeof length, "Content-Length: %lu\r\n", (unsigned long)r->body_len);
     else if (strcmp(r->endpoint->method, "GET") != 0 && strcmp(r->endpoint->method, "DELETE") != 0)
         snprintf(length, sizeof length, "Content-Length: 0\r\n");
     snprintf(port, sizeof port, ":%ld", t.port);
@@ -380,21 +388,19 @@ static int exchange_request(lua_State *L) {
     ok = ghl_request_url(&ex->request, t.prefix, t.prefix_len, &ex->target) == 0 &&
          ghl_buffer_append(b, r->endpoint->method, strlen(r->endpoint->method)) == 0 &&
          ghl_buffer_append(b, " ", 1) == 0 && ghl_buffer_append(b, ex->target.data, ex->target.len) == 0 &&
-         ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 &&
-         ghl_buffer_append(b, t.host, t.host_len) == 0 &&
-         (t.default_port || ghl_buffer_append(b, port, strlen(port)) == 0) &&
-         ghl_buffer_append(b, "\r\n", 2) == 0;
+         ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 && ghl_buffer_append(b, t.host, t.host_len) == 0 &&
+         (t.default_port || ghl_buffer_append(b, port, strlen(port)) == 0) && ghl_buffer_append(b, "\r\n", 2) == 0;
     n = ghl_request_headers(&ex->options, &ex->request, h);
     for (i = 0; ok && i < n; i++) {
         const char *value = strcmp(h[i].name, "Accept-Encoding") == 0 ? "identity" : h[i].value;
-        ok = ghl_buffer_append(b, h[i].name, strlen(h[i].name)) == 0 &&
-             ghl_buffer_append(b, ": ", 2) == 0 && ghl_buffer_append(b, h[i].prefix, strlen(h[i].prefix)) == 0 &&
+        ok = ghl_buffer_append(b, h[i].name, strlen(h[i].name)) == 0 && ghl_buffer_append(b, ": ", 2) == 0 &&
+             ghl_buffer_append(b, h[i].prefix, strlen(h[i].prefix)) == 0 &&
              ghl_buffer_append(b, value, strlen(value)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0;
     }
     ok = ok && ghl_buffer_append(b, length, strlen(length)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0 &&
          (r->body == NULL || ghl_buffer_append(b, r->body, r->body_len) == 0);
     if (ok) lua_pushlstring(L, b->data, b->len); /* on out of memory, __gc still frees b */
-    wipe(b); /* it holds the token */
+    wipe(b);                                     /* it holds the token */
     if (!ok) luaL_error(L, "ghl: out of memory");
     return 1;
 }
@@ -414,20 +420,20 @@ static int exchange_batch(lua_State *L) {
 static const struct {
     const char *what;
     ghl_failure failure;
-    int code;      /* the CURLcode libcurl gives for the same failure */
+    int code; /* the CURLcode libcurl gives for the same failure */
     int retryable;
-    int unsent;    /* the request provably never left */
+    int unsent; /* the request provably never left */
 } failures[] = {
     {"resolve", GHL_FAIL_NETWORK, 6, 1, 1},          /* CURLE_COULDNT_RESOLVE_HOST */
     {"connect", GHL_FAIL_NETWORK, 7, 1, 1},          /* CURLE_COULDNT_CONNECT */
     {"connect_timeout", GHL_FAIL_TIMEOUT, 28, 1, 1}, /* CURLE_OPERATION_TIMEDOUT */
     {"timeout", GHL_FAIL_TIMEOUT, 28, 1, 0},
-    {"send", GHL_FAIL_NETWORK, 55, 1, 0},            /* CURLE_SEND_ERROR */
-    {"recv", GHL_FAIL_NETWORK, 56, 1, 0},            /* CURLE_RECV_ERROR */
-    {"closed", GHL_FAIL_NETWORK, 52, 1, 0},          /* CURLE_GOT_NOTHING; 18 once answered */
-    {"tls", GHL_FAIL_TLS, 35, 0, 0},                 /* CURLE_SSL_CONNECT_ERROR */
-    {"verify", GHL_FAIL_TLS, 60, 0, 0},              /* CURLE_PEER_FAILED_VERIFICATION */
-    {"protocol", GHL_FAIL_NETWORK, 8, 0, 0},         /* CURLE_WEIRD_SERVER_REPLY */
+    {"send", GHL_FAIL_NETWORK, 55, 1, 0},    /* CURLE_SEND_ERROR */
+    {"recv", GHL_FAIL_NETWORK, 56, 1, 0},    /* CURLE_RECV_ERROR */
+    {"closed", GHL_FAIL_NETWORK, 52, 1, 0},  /* CURLE_GOT_NOTHING; 18 once answered */
+    {"tls", GHL_FAIL_TLS, 35, 0, 0},         /* CURLE_SSL_CONNECT_ERROR */
+    {"verify", GHL_FAIL_TLS, 60, 0, 0},      /* CURLE_PEER_FAILED_VERIFICATION */
+    {"protocol", GHL_FAIL_NETWORK, 8, 0, 0}, /* CURLE_WEIRD_SERVER_REPLY */
 };
 
 static void fail_attempt(ghl_exchange *ex, const char *what, const char *text) {
@@ -465,17 +471,13 @@ static int exchange_feed(lua_State *L) {
     ghl_http1_result res = ghl_http1_feed(&ex->reader, &ex->response, bytes, len);
     if (ex->reader.answered) ex->answered = 1;
     switch (res) {
-    case GHL_HTTP1_MORE:
-        return 0;
+    case GHL_HTTP1_MORE: return 0;
     case GHL_HTTP1_DONE:
         lua_pushboolean(L, 1);
         lua_pushboolean(L, ghl_http1_keep(&ex->reader));
         return 2;
-    case GHL_HTTP1_BROKEN:
-        fail_attempt(ex, "protocol", ex->reader.why);
-        break;
-    default: /* too large: the response says so already */
-        break;
+    case GHL_HTTP1_BROKEN: fail_attempt(ex, "protocol", ex->reader.why); break;
+    default: /* too large: the response says so already */ break;
     }
     lua_pushboolean(L, 0);
     return 1;

@@ -48,21 +48,21 @@
 #define GHL_WINDOW_MT "ghl.window"
 
 typedef struct ghl_exchange {
-    ghl_options options;  /* its own copies of the strings */
+    ghl_options options; /* its own copies of the strings */
     ghl_secrets secrets;
-    ghl_request request;  /* points at the copies below */
-    ghl_endpoint own;     /* client:request's row */
+    ghl_request request; /* points at the copies below */
+    ghl_endpoint own;    /* client:request's row */
     char args[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
-    char *owned;          /* path, query, body and version, one block; NULL: none */
+    char *owned; /* path, query, body and version, one block; NULL: none */
     ghl_response response;
-    ghl_http1 reader;     /* this attempt's response, read from the bytes fed */
-    ghl_buffer scratch;   /* the request bytes while they are made; wiped */
-    ghl_buffer target;    /* the request target (path prefix, path, query) */
-    int attempts;         /* attempts finished */
-    int answered;         /* a status line came in this attempt */
-    int done;             /* next_attempt said no more */
-    int renewed;          /* has had its one repeat with a new token */
-    int had_response;     /* some attempt got a status: last_ratelimit holds its figures */
+    ghl_http1 reader;   /* this attempt's response, read from the bytes fed */
+    ghl_buffer scratch; /* the request bytes while they are made; wiped */
+    ghl_buffer target;  /* the request target (path prefix, path, query) */
+    int attempts;       /* attempts finished */
+    int answered;       /* a status line came in this attempt */
+    int done;           /* next_attempt said no more */
+    int renewed;        /* has had its one repeat with a new token */
+    int had_response;   /* some attempt got a status: last_ratelimit holds its figures */
     ghl_ratelimit last_ratelimit;
     unsigned long rng;
 } ghl_exchange;

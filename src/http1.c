@@ -216,16 +216,12 @@ ghl_http1_result ghl_http1_feed(ghl_http1 *h, ghl_response *r, const char *data,
         size_t len;
         int got;
         switch (h->phase) {
-        case HEAD:
-            res = feed_head(h, r, &p, &n);
-            break;
+        case HEAD: res = feed_head(h, r, &p, &n); break;
         case LENGTH:
             res = take_body(h, r, &p, &n, 1);
             if (res == GHL_HTTP1_MORE && h->remaining == 0) h->phase = DONE;
             break;
-        case TO_CLOSE:
-            res = take_body(h, r, &p, &n, 0);
-            break;
+        case TO_CLOSE: res = take_body(h, r, &p, &n, 0); break;
         case CHUNK_DATA:
             res = take_body(h, r, &p, &n, 1);
             if (res == GHL_HTTP1_MORE && h->remaining == 0) h->phase = CHUNK_END;
@@ -250,9 +246,7 @@ ghl_http1_result ghl_http1_feed(ghl_http1 *h, ghl_response *r, const char *data,
             }
             h->pending.len = 0;
             break;
-        default: /* DONE: bytes after the response */
-            h->extra = 1;
-            return GHL_HTTP1_DONE;
+        default: /* DONE: bytes after the response */ h->extra = 1; return GHL_HTTP1_DONE;
         }
         if (res != GHL_HTTP1_MORE) return res;
     }
@@ -261,19 +255,16 @@ ghl_http1_result ghl_http1_feed(ghl_http1 *h, ghl_response *r, const char *data,
 
 ghl_http1_result ghl_http1_end(ghl_http1 *h) {
     switch (h->phase) {
-    case DONE:
-        return GHL_HTTP1_DONE;
+    case DONE: return GHL_HTTP1_DONE;
     case TO_CLOSE: /* no framing: the body ends with the connection */
         h->keep = 0;
         h->phase = DONE;
         return GHL_HTTP1_DONE;
-    case HEAD:
-        return broken(h, "the connection closed while reading the headers");
+    case HEAD: return broken(h, "the connection closed while reading the headers");
     case LENGTH:
         snprintf(h->text, sizeof h->text, "transfer closed with %lld bytes remaining to read", h->remaining);
         return broken(h, h->text);
-    default:
-        return broken(h, "the connection closed inside the chunked body");
+    default: return broken(h, "the connection closed inside the chunked body");
     }
 }
 

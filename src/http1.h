@@ -24,10 +24,10 @@ typedef struct ghl_http1 {
     ghl_buffer pending;  /* a head, chunk-size or trailer line split between pieces */
     long long remaining; /* of the Content-Length body or of the current chunk */
     int chunked, length_known, keep;
-    int extra;           /* bytes came after the end of the response */
-    int answered;        /* a status line came */
-    const char *why;     /* for BROKEN: what was wrong */
-    char text[64];       /* room for a `why` with a number in it */
+    int extra;       /* bytes came after the end of the response */
+    int answered;    /* a status line came */
+    const char *why; /* for BROKEN: what was wrong */
+    char text[64];   /* room for a `why` with a number in it */
 } ghl_http1;
 
 /* Starts reading a new response (also after a finished one). */

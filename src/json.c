@@ -62,7 +62,9 @@ static double token_to_double(lua_State *L, const char *s, size_t n) {
     return d;
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 /* A number (RFC 8259's grammar, no more): short integers are read here,
  * anything else by strtod. */
@@ -117,10 +119,14 @@ static int hex4(const char *p, unsigned *out) {
     for (i = 0; i < 4; i++) {
         char c = p[i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
@@ -305,15 +311,9 @@ static int parse_literal(parser *ps, const char *word, size_t n) {
 static int parse_value(parser *ps) {
     if (ps->p >= ps->end) return -1;
     switch (*ps->p) {
-    case '"':
-        ps->p++;
-        return parse_string(ps);
-    case '{':
-        ps->p++;
-        return parse_object(ps);
-    case '[':
-        ps->p++;
-        return parse_array(ps);
+    case '"': ps->p++; return parse_string(ps);
+    case '{': ps->p++; return parse_object(ps);
+    case '[': ps->p++; return parse_array(ps);
     case 't':
         if (parse_literal(ps, "true", 4) != 0) return -1;
         lua_pushboolean(ps->L, 1);
