@@ -135,8 +135,9 @@ describe("looped clients", function()
   -- run inside the step.
   local step_raise = (mc.finalizer_errors_propagate() and _VERSION ~= "Lua 5.2") and it or pending
   step_raise("keep the results a step made before Lua code raised in it, for the next step", function()
-    local fired = 0
-    for k = 1, 25 do
+    -- one try at the k-th finalizer run: "fired", "past" (the step made both
+    -- results with fewer runs in it) or "early" (the answers were not all in)
+    local function try(k)
       local c = ghl._looped_client(h.opts({ user_agent = "looped-keep" }))
       local ida, idb = h.fresh_id("slow_ok_100"), h.fresh_id("slow_ok_100")
       local a = c:_add("get_message", ida)
@@ -150,10 +151,11 @@ describe("looped clients", function()
       local ran, r = mc.run("finalizer", c._step, k, function() return c:_step() end,
         function() error("boom in a step", 0) end)
       if not ran then
+        assert.is_true(r[1], tostring(r[2]))
+        local n = #r[2]
         c:close()
-        break
+        return n == 2 and "past" or "early"
       end
-      fired = fired + 1
       assert.is_false(r[1])
       assert.truthy(tostring(r[2]):find("boom in a step", 1, true), tostring(r[2])) -- 5.3 wraps it
       -- the one being made when the error came is lost (named once); the
@@ -170,6 +172,17 @@ describe("looped clients", function()
         end
       end
       c:close()
+      return "fired"
+    end
+    local fired = 0
+    for k = 1, 25 do
+      local outcome
+      for _ = 1, 5 do -- a slow machine (valgrind) may not have both answers in yet
+        outcome = try(k)
+        if outcome ~= "early" then break end
+      end
+      if outcome ~= "fired" then break end
+      fired = fired + 1
     end
     assert.is_true(fired >= 2, "a finalizer ran inside " .. fired .. " steps")
     if os.getenv("GHL_SPEC_VERBOSE") then print("finalizer inside a step: " .. fired .. " points") end
