@@ -7,6 +7,8 @@
 
 #define REG_JSON_DECODE "ghl.json_decode"
 #define REG_MESSAGE_TYPES "ghl.MESSAGE_TYPES"
+#define REG_JSON_ARRAY_MT "ghl.json_array_mt"
+#define REG_JSON_EMPTY_ARRAY_MT "ghl.json_empty_array_mt"
 #define MAX_INFO_BODY (64 * 1024)
 #define MAX_API_MESSAGE 300
 
@@ -36,6 +38,20 @@ void ghl_shape_open(lua_State *L) {
     lua_getfield(L, -1, "decode_invalid_numbers");
     lua_pushboolean(L, 0); /* strict JSON: no NaN, Infinity or hex */
     lua_call(L, 1, 0);
+    /* OpenResty's lua-cjson can mark decoded arrays with cjson.array_mt, so that an empty one
+     * (attachments = []) is written back as [] by cjson.encode and by ghl's encoder, not as {}.
+     * lua-cjson 2.1 (Debian's) has no such option: there an empty array is a plain table. */
+    lua_getfield(L, -1, "decode_array_with_array_mt");
+    if (lua_isfunction(L, -1)) {
+        lua_pushboolean(L, 1);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, -1, "array_mt");
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_ARRAY_MT);
+    lua_getfield(L, -1, "empty_array_mt");
+    lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_EMPTY_ARRAY_MT);
     lua_getfield(L, -1, "decode");
     lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_DECODE);
     lua_pop(L, 2);
@@ -158,6 +174,16 @@ static int normalize(lua_State *L, int t) {
         lua_pop(L, 1);
     }
     return 0;
+}
+
+int ghl_json_array_marked(lua_State *L, int idx) {
+    int marked = 0;
+    if (!lua_getmetatable(L, idx)) return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_ARRAY_MT);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_EMPTY_ARRAY_MT);
+    marked = (!lua_isnil(L, -2) && lua_rawequal(L, -3, -2)) || (!lua_isnil(L, -1) && lua_rawequal(L, -3, -1));
+    lua_pop(L, 3);
+    return marked;
 }
 
 const char *ghl_decode_json(lua_State *L, const char *body, size_t len) {

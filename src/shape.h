@@ -35,6 +35,10 @@ void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl);
  * Lua code that runs meanwhile propagates. */
 const char *ghl_decode_json(lua_State *L, const char *body, size_t len);
 
+/* Whether the table at idx carries the host lua-cjson's array_mt or
+ * empty_array_mt (OpenResty's cjson has them): a JSON array even when empty. */
+int ghl_json_array_marked(lua_State *L, int idx);
+
 /* Applies the `type` rule to the message table at idx. */
 void ghl_convert_type(lua_State *L, int idx);
 
