@@ -122,6 +122,14 @@ dist:
 	rm -rf $(DIST)/pack
 	@ls $(DIST)
 
+# luacheck (.luacheckrc) over the Lua, clang-format (.clang-format) over the C; installs both.
+LINT_LUA = src spec examples bench lua plugin types
+LINT_C   = $(wildcard src/*.c src/*.h fuzz/*.c bench/*.c bench/*.h spec/support/*.c)
+lint:
+	@scripts/install-deps lint
+	luacheck $(wildcard $(LINT_LUA))
+	clang-format --dry-run -Werror $(LINT_C)
+
 check-rock: deps
 	@scripts/check-rock
 
