@@ -44,8 +44,10 @@ int main(int argc, char **argv) {
     const char *accept_encoding = FLOOR_ACCEPT_ENCODING;
 
     if (argc > 1 && strncmp(argv[1], "--accept-encoding=", 18) == 0) {
-        if (strcmp(argv[1] + 18, "0") == 0) accept_encoding = NULL;
-        else if (strcmp(argv[1] + 18, "1") != 0) argc = 0; /* neither: the usage below */
+        if (strcmp(argv[1] + 18, "0") == 0)
+            accept_encoding = NULL;
+        else if (strcmp(argv[1] + 18, "1") != 0)
+            argc = 0; /* neither: the usage below */
         argc--;
         argv++;
     }
@@ -79,8 +81,10 @@ int main(int argc, char **argv) {
         long status = 0;
         if (i >= warmup && (i - warmup) % per_block == 0) {
             double t = now();
-            if (i == warmup) c0 = clock();
-            else block[(i - warmup) / per_block - 1] = t - t0;
+            if (i == warmup)
+                c0 = clock();
+            else
+                block[(i - warmup) / per_block - 1] = t - t0;
             t0 = t;
         }
         snprintf(url, sizeof url, "%s/conversations/messages/benchmsg%012ld", base, i % 64);

@@ -56,8 +56,8 @@ static struct curl_slist *request_headers(void) {
 /* The easy-handle options ghl sets; the body goes to *body. accept_encoding
  * NULL leaves CURLOPT_ACCEPT_ENCODING unset: no Accept-Encoding header, and
  * libcurl decodes nothing. */
-static void setup_easy(CURL *e, struct curl_slist *headers, const char *cainfo,
-                       const char *accept_encoding, buf *body) {
+static void setup_easy(CURL *e, struct curl_slist *headers, const char *cainfo, const char *accept_encoding,
+                       buf *body) {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-ghl/0.1.0");

@@ -21,16 +21,14 @@ static lua_State *L;
 static int decode_ref;
 
 /* Fetches count URLs (ids prefix + index) at the given concurrency; 0 on success. */
-static int run_batch(CURLM *multi, slot *slots, int conc, const char *base, const char *prefix,
-                     int count) {
+static int run_batch(CURLM *multi, slot *slots, int conc, const char *base, const char *prefix, int count) {
     int next = 0, done = 0, i;
     while (done < count) {
         int running, left, finished = 0;
         CURLMsg *msg;
         for (i = 0; i < conc && next < count; i++) {
             if (slots[i].busy) continue;
-            snprintf(slots[i].url, sizeof slots[i].url, "%s/conversations/messages/%s%08d", base,
-                     prefix, next++);
+            snprintf(slots[i].url, sizeof slots[i].url, "%s/conversations/messages/%s%08d", base, prefix, next++);
             curl_easy_setopt(slots[i].easy, CURLOPT_URL, slots[i].url);
             slots[i].body.len = 0;
             slots[i].busy = 1;

@@ -22,7 +22,7 @@
 
 int luaopen_ghl(lua_State *L);
 
-#define DEFAULT_CPATH                                                                    \
+#define DEFAULT_CPATH                                                                 \
     "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;/usr/lib/aarch64-linux-gnu/lua/5.4/?.so;" \
     "/usr/local/lib/lua/5.4/?.so;/usr/lib/lua/5.4/?.so"
 #define MAX_INFO_BODY (64 * 1024)
@@ -36,8 +36,8 @@ static void die(const char *what, const char *detail) {
     abort();
 }
 
-#define CHECK(cond, what) \
-    do {                  \
+#define CHECK(cond, what)             \
+    do {                              \
         if (!(cond)) die(what, NULL); \
     } while (0)
 
@@ -74,8 +74,7 @@ static void check_value(int idx, int depth) {
         return;
     }
     if (t != LUA_TTABLE) {
-        CHECK(t == LUA_TSTRING || t == LUA_TBOOLEAN ||
-                  (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL),
+        CHECK(t == LUA_TSTRING || t == LUA_TBOOLEAN || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL),
               "a value of a type JSON does not make");
         return;
     }
@@ -120,8 +119,7 @@ static void check_returns(const char *body, size_t len, int status) {
         CHECK(lua_type(L, 2) == LUA_TSTRING, "errmsg is not a string");
         errmsg = lua_tolstring(L, 2, &n);
         CHECK(n >= 5 && memcmp(errmsg, "ghl: ", 5) == 0, "errmsg does not start with \"ghl: \"");
-        CHECK(memchr(errmsg, '\n', n) == NULL && memchr(errmsg, '\r', n) == NULL,
-              "errmsg is more than one line");
+        CHECK(memchr(errmsg, '\n', n) == NULL && memchr(errmsg, '\r', n) == NULL, "errmsg is more than one line");
         lua_getfield(L, 3, "kind");
         CHECK(lua_type(L, -1) == LUA_TSTRING, "info.kind is not a string");
         kind = lua_tostring(L, -1);

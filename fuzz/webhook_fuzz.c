@@ -44,7 +44,7 @@
 
 int luaopen_ghl(lua_State *L);
 
-#define DEFAULT_CPATH                                                                    \
+#define DEFAULT_CPATH                                                                 \
     "/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;/usr/lib/aarch64-linux-gnu/lua/5.4/?.so;" \
     "/usr/local/lib/lua/5.4/?.so;/usr/lib/lua/5.4/?.so"
 #define MAX_SAFE_INTEGER 9007199254740991.0
@@ -104,8 +104,7 @@ static void true_signature(const unsigned char *body, size_t len, char out[89]) 
     size_t sig_len = sizeof sig;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     CHECK(ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, ed_key) == 1 &&
-              EVP_DigestSign(ctx, sig, &sig_len, len ? body : (const unsigned char *)"", len) == 1 &&
-              sig_len == 64,
+              EVP_DigestSign(ctx, sig, &sig_len, len ? body : (const unsigned char *)"", len) == 1 && sig_len == 64,
           "signing failed");
     EVP_MD_CTX_free(ctx);
     CHECK(EVP_EncodeBlock((unsigned char *)out, sig, 64) == 88, "signature base64");
@@ -196,7 +195,8 @@ static int check_returns(const char **kind, const unsigned char *body, size_t le
         lua_getfield(L, 3, "kind");
         CHECK(lua_type(L, -1) == LUA_TSTRING, "info.kind is not a string");
         *kind = lua_tostring(L, -1);
-        CHECK(strcmp(*kind, "signature") == 0 || strcmp(*kind, "decode") == 0, "info.kind is neither signature nor decode");
+        CHECK(strcmp(*kind, "signature") == 0 || strcmp(*kind, "decode") == 0,
+              "info.kind is neither signature nor decode");
         lua_pop(L, 1); /* the string stays alive: it is a literal interned by the module */
     }
     return 0;
@@ -305,21 +305,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CHECK((text_len == 88 && memcmp(text, sig, 88) == 0) || (text_len == 86 && memcmp(text, sig, 86) == 0),
                   "a signature that is not the body's verified");
         break;
-    case 1:
-        CHECK(ok || strcmp(kind, "decode") == 0, "the body's own signature did not verify");
-        break;
+    case 1: CHECK(ok || strcmp(kind, "decode") == 0, "the body's own signature did not verify"); break;
     case 2:
-        if (data[1] % 4 == 1) CHECK(ok || strcmp(kind, "decode") == 0, "a list of one signature did not verify");
-        else CHECK(!ok && strcmp(kind, "signature") == 0, "a list of several (or no) signatures verified");
+        if (data[1] % 4 == 1)
+            CHECK(ok || strcmp(kind, "decode") == 0, "a list of one signature did not verify");
+        else
+            CHECK(!ok && strcmp(kind, "signature") == 0, "a list of several (or no) signatures verified");
         break;
-    case 3:
-        CHECK(!ok && strcmp(kind, "signature") == 0, "an RSA signature verified");
-        break;
-    case 5:
-        CHECK(!ok && strcmp(kind, "signature") == 0, "a changed body verified");
-        break;
-    default:
-        break;
+    case 3: CHECK(!ok && strcmp(kind, "signature") == 0, "an RSA signature verified"); break;
+    case 5: CHECK(!ok && strcmp(kind, "signature") == 0, "a changed body verified"); break;
+    default: break;
     }
     lua_settop(L, 0);
     /* a full collection after each input: what a run allocated is freed in

@@ -272,7 +272,8 @@ static int transfer_done(ghl_batch *b, ghl_transfer *t, CURLcode code, double no
         b->handed = t;
         return 1;
     }
-    if (job->attempts - job->token_renewed <= job_limits(b, job)->retries && ghl_retry_wanted(r, job->request.endpoint->repeat_safe)) {
+    if (job->attempts - job->token_renewed <= job_limits(b, job)->retries &&
+        ghl_retry_wanted(r, job->request.endpoint->repeat_safe)) {
         job->state = JOB_WAITING;
         job->due = now + ghl_retry_delay(r, job->attempts, b->settings.max_retry_delay, &b->rng);
         heap_push(b, (int)(job - b->jobs));
@@ -352,7 +353,7 @@ ghl_job *ghl_batch_next(ghl_batch *b, ghl_response **response) {
                 return t->job;
             }
         }
-        if (progressed) continue; /* refill the freed slots before any wait */
+        if (progressed) continue;   /* refill the freed slots before any wait */
         if (b->looped) return NULL; /* the host waits */
         now = ghl_now();
         if (b->running > 0) {
@@ -473,8 +474,7 @@ static void point_args_at_slots(ghl_batch *b, int i) {
  * block owned by slot, and points r at the copies. Returns 0, or -1. */
 static int copy_request_strings(ghl_looped_slot *slot, ghl_request *r) {
     size_t version_len = r->version != NULL ? strlen(r->version) + 1 : 0;
-    size_t n = (r->path ? r->path_len : 0) + (r->query ? r->query_len : 0) + (r->body ? r->body_len : 0) +
-               version_len;
+    size_t n = (r->path ? r->path_len : 0) + (r->query ? r->query_len : 0) + (r->body ? r->body_len : 0) + version_len;
     char *p;
     slot->owned = NULL;
     if (n == 0) return 0;

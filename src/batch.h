@@ -15,13 +15,13 @@
 
 typedef struct ghl_job {
     ghl_request request;
-    int state;    /* internal */
+    int state; /* internal */
     int attempts;
-    double due;   /* waiting: when to try again */
-    unsigned long tag; /* the caller's own mark */
+    double due;              /* waiting: when to try again */
+    unsigned long tag;       /* the caller's own mark */
     unsigned long token_gen; /* which token its last attempt carried */
-    int wants_token;   /* finished with a 401 the caller may cure with a new token */
-    int token_renewed; /* has had its one repeat with a new token */
+    int wants_token;         /* finished with a 401 the caller may cure with a new token */
+    int token_renewed;       /* has had its one repeat with a new token */
 } ghl_job;
 
 /* What a call may set for its own requests. */
@@ -34,7 +34,7 @@ typedef struct ghl_run_settings {
     int concurrency;
     ghl_limits limits; /* of every job, except in a looped run (ghl_batch_add) */
     double max_retry_delay;
-    int paced; /* start nothing while the window says none remain */
+    int paced;        /* start nothing while the window says none remain */
     int renew_on_401; /* a 401 (not "Command timed out") finishes a job with wants_token */
 } ghl_run_settings;
 
@@ -47,7 +47,6 @@ typedef struct ghl_looped_slot {
     ghl_limits limits;
 } ghl_looped_slot;
 
-
 typedef struct ghl_batch {
     const ghl_transport_config *config;
     CURLM *multi;
@@ -58,20 +57,20 @@ typedef struct ghl_batch {
     unsigned long rng;
     /* the run in progress */
     ghl_job *jobs;
-    int *heap;           /* waiting jobs, soonest due first */
+    int *heap; /* waiting jobs, soonest due first */
     int heap_len, count, next_fresh, done, running;
     ghl_run_settings settings;
     ghl_window window;
     ghl_transfer *handed; /* its job was handed out; idle again at the next call */
     int fatal;            /* CURLMcode that ended the run, 0: none */
     ghl_response fatal_response;
-    ghl_buffer url;       /* the URL of the transfer being set up */
+    ghl_buffer url;          /* the URL of the transfer being set up */
     unsigned long token_gen; /* the token the headers now carry */
     /* looped: driven by the host's event loop (ghl_batch_open_looped) */
     int looped;
-    int epoll_fd;          /* the sockets libcurl waits on; the host watches this one */
-    double curl_due;       /* when libcurl's timer runs out; < 0: not set */
-    int watch_failed;      /* a socket could not be added to the set */
+    int epoll_fd;           /* the sockets libcurl waits on; the host watches this one */
+    double curl_due;        /* when libcurl's timer runs out; < 0: not set */
+    int watch_failed;       /* a socket could not be added to the set */
     ghl_looped_slot *slots; /* the run's jobs and their copies, grown as jobs come */
     int cap;
 } ghl_batch;

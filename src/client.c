@@ -15,8 +15,14 @@
 
 /* Upvalues of the methods and module functions: the metatable, then the
  * protected bodies, made once so that starting a call allocates nothing. */
-enum { UP_METATABLE = 1, UP_RUN_ONE, UP_RUN_GET_MESSAGES, UP_RUN_STEP, UP_COUNT = UP_RUN_STEP,
-       UP_ROW /* the endpoint row of a method that is nothing but its row */ };
+enum {
+    UP_METATABLE = 1,
+    UP_RUN_ONE,
+    UP_RUN_GET_MESSAGES,
+    UP_RUN_STEP,
+    UP_COUNT = UP_RUN_STEP,
+    UP_ROW /* the endpoint row of a method that is nothing but its row */
+};
 #define CACHE_MAX 16
 
 /* ---- life cycle ---- */
@@ -47,8 +53,10 @@ static void release(ghl_client *c) {
 
 /* Closes now, or when the call it is in ends. */
 static void close_client(ghl_client *c) {
-    if (c->busy) c->close_pending = 1;
-    else release(c);
+    if (c->busy)
+        c->close_pending = 1;
+    else
+        release(c);
 }
 
 /* Pushes a new client made from checked options (token included). */
@@ -59,7 +67,7 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
     luaL_setmetatable(L, GHL_CLIENT_MT);
     c->closed = 0;
     c->options = *o;
-    c->options.token_fn = 0; /* a stack index of the caller's */
+    c->options.token_fn = 0;  /* a stack index of the caller's */
     lua_createtable(L, 0, 1); /* the user value: the token provider, a step's results */
     if (o->token_fn) {
         c->has_provider = 1;
@@ -67,8 +75,7 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
         lua_setfield(L, -2, "token");
     }
     ghl_setuservalue(L, -2);
-    if (ghl_options_own(&c->options) != 0 ||
-        ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
+    if (ghl_options_own(&c->options) != 0 || ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
         (c->options.token != NULL && (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL)) {
         release(c);
         luaL_error(L, "ghl: out of memory");
@@ -258,11 +265,11 @@ static ghl_client *check_open(lua_State *L, int idx) {
 typedef struct call {
     ghl_client *c;
     ghl_run_settings settings;
-    ghl_job job;       /* get_message */
-    int pass;          /* a stack index whose value fn gets as its second argument; 0: none */
-    int looped;        /* a step of a looped client: the run goes on after it */
-    ghl_endpoint own;  /* client:request's row, made for the call */
-    int seen;          /* get_messages: our own table of the ids */
+    ghl_job job;      /* get_message */
+    int pass;         /* a stack index whose value fn gets as its second argument; 0: none */
+    int looped;       /* a step of a looped client: the run goes on after it */
+    ghl_endpoint own; /* client:request's row, made for the call */
+    int seen;         /* get_messages: our own table of the ids */
 } call;
 
 static void fill_limits(ghl_limits *l, const ghl_options *o) {
@@ -278,8 +285,7 @@ static void fill_settings(ghl_run_settings *s, const ghl_options *o, int concurr
     s->paced = paced;
 }
 
-static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, int count,
-                        const ghl_run_settings *s) {
+static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, int count, const ghl_run_settings *s) {
     CURLcode code = ghl_batch_start(&c->batch, jobs, heap, count, s);
     if (code == CURLE_OUT_OF_MEMORY) luaL_error(L, "ghl: out of memory");
     if (code != CURLE_OK) luaL_error(L, "ghl: libcurl could not make a handle: %s", curl_easy_strerror(code));
@@ -316,8 +322,10 @@ static int run_one(lua_State *L) {
     start_batch(L, x->c, &x->job, &heap, 1, &x->settings);
     while ((job = ghl_batch_next(&x->c->batch, &r)) != NULL)
         if (!job->wants_token || !renew_token_for(L, x->c, 2, job, &failed)) break;
-    if (failed) push_token_failure(L, job->attempts);
-    else push_result(L, x->c, job, r);
+    if (failed)
+        push_token_failure(L, job->attempts);
+    else
+        push_result(L, x->c, job, r);
     return 3;
 }
 
@@ -499,8 +507,10 @@ static long page_size_of(lua_State *L, int query) {
     double n = 20;
     if (query == 0) return (long)n;
     lua_getfield(L, query, "limit");
-    if (lua_type(L, -1) == LUA_TNUMBER) n = lua_tonumber(L, -1);
-    else if (lua_type(L, -1) == LUA_TSTRING) n = strtod(lua_tostring(L, -1), NULL);
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        n = lua_tonumber(L, -1);
+    else if (lua_type(L, -1) == LUA_TSTRING)
+        n = strtod(lua_tostring(L, -1), NULL);
     lua_pop(L, 1);
     if (!(n >= 0)) n = 0; /* NaN and below */
     return n > 1e9 ? 1000000000L : (long)n;
@@ -621,9 +631,9 @@ static void read_request_args(lua_State *L, int idx, call *x) {
         const char *k;
         lua_pop(L, 1);
         k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (strcmp(k, "query") != 0 && strcmp(k, "json") != 0 && strcmp(k, "raw") != 0 &&
-            strcmp(k, "version") != 0)
-            luaL_error(L, "ghl: bad argument 'args' (unknown key '%s')", lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
+        if (strcmp(k, "query") != 0 && strcmp(k, "json") != 0 && strcmp(k, "raw") != 0 && strcmp(k, "version") != 0)
+            luaL_error(L, "ghl: bad argument 'args' (unknown key '%s')",
+                       lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
     }
     lua_getfield(L, idx, "raw");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
@@ -664,7 +674,8 @@ static int parse_request(lua_State *L, int arg, call *x) {
     int m;
     size_t n;
     const char *method = luaL_checkstring(L, arg), *path;
-    for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {}
+    for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {
+    }
     if (request_methods[m] == NULL)
         luaL_error(L, "ghl: bad argument 'method' (GET, POST, PUT, PATCH or DELETE expected)");
     if (lua_type(L, arg + 1) != LUA_TSTRING)
@@ -728,8 +739,8 @@ static int parse_call(lua_State *L, const char *name, int arg, call *x) {
 enum { IT_CLIENT = 1, IT_FETCH, IT_ID, IT_QUERY, IT_OPTS, IT_ITEMS, IT_INFO, IT_INDEX, IT_DONE, IT_LAST };
 
 typedef struct pager {
-    const char *iterator;  /* the method */
-    const char *fetch;     /* the page method it calls */
+    const char *iterator; /* the method */
+    const char *fetch;    /* the page method it calls */
     int has_id;
     const char *items;     /* the page's list */
     const char *next;      /* the page's field that asks for the next one, or NULL */
@@ -814,7 +825,8 @@ static int ghl_next_page(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    for (p = pagers; p->iterator != NULL && strcmp(p->iterator, name) != 0; p++) {}
+    for (p = pagers; p->iterator != NULL && strcmp(p->iterator, name) != 0; p++) {
+    }
     if (p->iterator == NULL) luaL_error(L, "ghl: no iterator '%s'", name);
     lua_pushboolean(L, set_next_page_query(L, p, 2, 3));
     return 1;
@@ -901,8 +913,10 @@ static int client_each(lua_State *L) {
 /* client:rate_limit() */
 static int client_rate_limit(lua_State *L) {
     ghl_client *c = check_open(L, 1);
-    if (c->batch.last_at > 0) ghl_push_ratelimit(L, &c->batch.last_ratelimit);
-    else lua_pushnil(L);
+    if (c->batch.last_at > 0)
+        ghl_push_ratelimit(L, &c->batch.last_ratelimit);
+    else
+        lua_pushnil(L);
     return 1;
 }
 
@@ -916,8 +930,10 @@ static int client_tostring(lua_State *L) {
     ghl_client *c = luaL_checkudata(L, 1, GHL_CLIENT_MT);
     char base[GHL_MAX_BASE_URL + 1];
     /* a copy: pushing may run a finalizer that closes the client */
-    if (c->closed) strcpy(base, "closed");
-    else snprintf(base, sizeof base, "%s", c->options.base_url);
+    if (c->closed)
+        strcpy(base, "closed");
+    else
+        snprintf(base, sizeof base, "%s", c->options.base_url);
     lua_pushfstring(L, "ghl.client (%s%s): %p", base, c->busy ? ", busy" : "", (void *)c);
     return 1;
 }
@@ -1151,8 +1167,7 @@ static int client_add(lua_State *L) {
     if (c->busy) luaL_error(L, "ghl: the client is busy");
     if (c->pid != getpid()) luaL_error(L, "ghl: a looped client cannot be used after fork()");
     fill_limits(&limits, &o);
-    if (ghl_batch_add(&c->batch, &x.job.request, &limits, c->tags + 1) == NULL)
-        luaL_error(L, "ghl: out of memory");
+    if (ghl_batch_add(&c->batch, &x.job.request, &limits, c->tags + 1) == NULL) luaL_error(L, "ghl: out of memory");
     lua_pushinteger(L, (lua_Integer)++c->tags);
     return 1;
 }
@@ -1222,8 +1237,10 @@ static int run_step(lua_State *L) {
     lua_setfield(L, -2, "results");
     lua_pop(L, 1);
     ms = ghl_batch_wait_ms(&c->batch);
-    if (ms < 0) lua_pushnil(L);
-    else lua_pushinteger(L, (lua_Integer)ms);
+    if (ms < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, (lua_Integer)ms);
     return 2;
 }
 
@@ -1261,9 +1278,8 @@ static int client_interrupted(lua_State *L) {
 
 /* ghl.oauth_token(form [, opts]): POST /oauth/token, form-encoded, with a
  * client of its own for the one call. */
-static const char *const oauth_options[] = {"base_url", "timeout", "connect_timeout", "retries",
-                                            "max_retry_delay", "ssl_verify", "cainfo", "proxy",
-                                            "user_agent", NULL};
+static const char *const oauth_options[] = {"base_url",   "timeout", "connect_timeout", "retries",    "max_retry_delay",
+                                            "ssl_verify", "cainfo",  "proxy",           "user_agent", NULL};
 static const char *const oauth_secrets[] = {"client_secret", "refresh_token", "code", "access_token", NULL};
 
 static int ghl_oauth_token(lua_State *L) {
@@ -1279,9 +1295,11 @@ static int ghl_oauth_token(lua_State *L) {
         while (lua_next(L, 2) != 0) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
             lua_pop(L, 1);
-            for (i = 0; oauth_options[i] != NULL && strcmp(oauth_options[i], k) != 0; i++) {}
+            for (i = 0; oauth_options[i] != NULL && strcmp(oauth_options[i], k) != 0; i++) {
+            }
             if (oauth_options[i] == NULL)
-                luaL_error(L, "ghl: option '%s' cannot be given to oauth_token", lua_type(L, -1) == LUA_TSTRING ? k : "?");
+                luaL_error(L, "ghl: option '%s' cannot be given to oauth_token",
+                           lua_type(L, -1) == LUA_TSTRING ? k : "?");
         }
     }
     ghl_options_defaults(&o);
@@ -1325,7 +1343,8 @@ static int ghl_get_message_request(lua_State *L) {
         lua_pushvalue(L, o.token_fn);
         lua_call(L, 0, 1);
         o.token = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-        if (o.token == NULL || !ghl_token_valid(o.token, n)) luaL_error(L, "ghl: option 'token': its function returned no valid token");
+        if (o.token == NULL || !ghl_token_valid(o.token, n))
+            luaL_error(L, "ghl: option 'token': its function returned no valid token");
     }
     lua_createtable(L, 0, 3);
     lua_pushstring(L, r.endpoint->method);

@@ -82,8 +82,8 @@ static void put_percent_encoded(lua_State *L, scratch *s, const char *p, size_t 
     size_t i;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '.' || c == '_' || c == '~') {
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            c == '_' || c == '~') {
             put(L, s, (const char *)&c, 1);
         } else {
             char e[3];
@@ -108,18 +108,17 @@ static void put_query_scalar(lua_State *L, scratch *s, int idx, const char *what
         put_percent_encoded(L, s, p, len);
         return;
     case LUA_TBOOLEAN:
-        if (lua_toboolean(L, idx)) PUT_LITERAL(L, s, "true");
-        else PUT_LITERAL(L, s, "false");
+        if (lua_toboolean(L, idx))
+            PUT_LITERAL(L, s, "true");
+        else
+            PUT_LITERAL(L, s, "false");
         return;
     case LUA_TNUMBER:
         if (!integral(L, idx, &v)) bad_query_value(L, what, key, "a number with a fraction");
         put_number(L, s, idx);
         return;
-    case LUA_TTABLE:
-        bad_query_value(L, what, key, "a nested table");
-        return;
-    default:
-        bad_query_value(L, what, key, luaL_typename(L, idx));
+    case LUA_TTABLE: bad_query_value(L, what, key, "a nested table"); return;
+    default: bad_query_value(L, what, key, luaL_typename(L, idx));
     }
 }
 
@@ -271,9 +270,7 @@ static void put_json_string(lua_State *L, scratch *s, int idx, const json_path *
         case '\t': e[1] = 't'; break;
         case '\b': e[1] = 'b'; break;
         case '\f': e[1] = 'f'; break;
-        default:
-            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4], e[5] = hex[c & 15];
-            elen = 6;
+        default: e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[c >> 4], e[5] = hex[c & 15]; elen = 6;
         }
         put(L, s, e, elen);
     }
@@ -345,12 +342,12 @@ static void put_json_table(lua_State *L, scratch *s, int idx, const json_path *p
 static void put_json(lua_State *L, scratch *s, int idx, const json_path *p, const char *what, int depth) {
     double v;
     switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-        put_json_string(L, s, idx, p, what);
-        return;
+    case LUA_TSTRING: put_json_string(L, s, idx, p, what); return;
     case LUA_TBOOLEAN:
-        if (lua_toboolean(L, idx)) PUT_LITERAL(L, s, "true");
-        else PUT_LITERAL(L, s, "false");
+        if (lua_toboolean(L, idx))
+            PUT_LITERAL(L, s, "true");
+        else
+            PUT_LITERAL(L, s, "false");
         return;
     case LUA_TNUMBER:
         v = lua_tonumber(L, idx);
@@ -363,11 +360,8 @@ static void put_json(lua_State *L, scratch *s, int idx, const json_path *p, cons
             return;
         }
         break;
-    case LUA_TTABLE:
-        put_json_table(L, s, idx, p, what, depth);
-        return;
-    default:
-        break;
+    case LUA_TTABLE: put_json_table(L, s, idx, p, what, depth); return;
+    default: break;
     }
     bad_json(L, p, what, luaL_typename(L, idx));
 }

@@ -50,7 +50,8 @@ static int exchange_new(lua_State *L) {
     /* a provider is called when a client first needs the token, in the
      * client's own call; no exchange does that yet */
     if (o.token_fn || o.token == NULL)
-        luaL_error(L, "ghl: option 'token' must be a string here (a token function is not supported by this transport)");
+        luaL_error(L,
+                   "ghl: option 'token' must be a string here (a token function is not supported by this transport)");
     ex = lua_newuserdata(L, sizeof *ex);
     memset(ex, 0, sizeof *ex); /* live is 0: nothing to free until the metatable is set */
     luaL_setmetatable(L, GHL_EXCHANGE_MT);
@@ -64,8 +65,7 @@ static int exchange_new(lua_State *L) {
     ex->response.max_body = o.max_body_size;
     ghl_response_reset(&ex->response, 0);
     ex->rng = (unsigned long)time(NULL) ^ (unsigned long)(size_t)ex;
-    if (ghl_options_own(&ex->options) != 0 ||
-        ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) != 0)
+    if (ghl_options_own(&ex->options) != 0 || ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) != 0)
         luaL_error(L, "ghl: out of memory"); /* __gc frees what was made */
     return 1;
 }
@@ -113,11 +113,13 @@ static int exchange_target(lua_State *L) {
     lua_pushstring(L, t.https ? "https" : "http");
     lua_pushlstring(L, t.host, t.host_len);
     lua_pushinteger(L, (lua_Integer)t.port);
-    if (t.host_len >= 2 && t.host[0] == '[') lua_pushlstring(L, t.host + 1, t.host_len - 2);
-    else lua_pushlstring(L, t.host, t.host_len);
+    if (t.host_len >= 2 && t.host[0] == '[')
+        lua_pushlstring(L, t.host + 1, t.host_len - 2);
+    else
+        lua_pushlstring(L, t.host, t.host_len);
     /* connections are shared only between exchanges that would make the same one */
-    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3),
-                    (int)t.port, t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
+    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3), (int)t.port,
+                    t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
     return 5;
 }
 
@@ -138,20 +140,18 @@ static int exchange_request(lua_State *L) {
     ok = ghl_request_url(&ex->request, t.prefix, t.prefix_len, &ex->target) == 0 &&
          ghl_buffer_append(b, ex->request.endpoint->method, strlen(ex->request.endpoint->method)) == 0 &&
          ghl_buffer_append(b, " ", 1) == 0 && ghl_buffer_append(b, ex->target.data, ex->target.len) == 0 &&
-         ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 &&
-         ghl_buffer_append(b, t.host, t.host_len) == 0 &&
-         (t.default_port || ghl_buffer_append(b, port, strlen(port)) == 0) &&
-         ghl_buffer_append(b, "\r\n", 2) == 0;
+         ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 && ghl_buffer_append(b, t.host, t.host_len) == 0 &&
+         (t.default_port || ghl_buffer_append(b, port, strlen(port)) == 0) && ghl_buffer_append(b, "\r\n", 2) == 0;
     n = ghl_request_headers(&ex->options, &ex->request, h);
     for (i = 0; ok && i < n; i++) {
         const char *value = strcmp(h[i].name, "Accept-Encoding") == 0 ? "identity" : h[i].value;
-        ok = ghl_buffer_append(b, h[i].name, strlen(h[i].name)) == 0 &&
-             ghl_buffer_append(b, ": ", 2) == 0 && ghl_buffer_append(b, h[i].prefix, strlen(h[i].prefix)) == 0 &&
+        ok = ghl_buffer_append(b, h[i].name, strlen(h[i].name)) == 0 && ghl_buffer_append(b, ": ", 2) == 0 &&
+             ghl_buffer_append(b, h[i].prefix, strlen(h[i].prefix)) == 0 &&
              ghl_buffer_append(b, value, strlen(value)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0;
     }
     ok = ok && ghl_buffer_append(b, "\r\n", 2) == 0;
     if (ok) lua_pushlstring(L, b->data, b->len); /* on out of memory, __gc still frees b */
-    wipe(b); /* it holds the token */
+    wipe(b);                                     /* it holds the token */
     if (!ok) luaL_error(L, "ghl: out of memory");
     return 1;
 }
@@ -215,8 +215,8 @@ static int exchange_head(lua_State *L) {
     const char *p = luaL_checklstring(L, 2, &len), *end = p + len, *eol;
     long status, length = -1;
     int chunked = 0, keep;
-    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
-        p[9] < '1' || p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
+    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' || p[9] < '1' ||
+        p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
         lua_pushnil(L);
         lua_pushliteral(L, "bad status line");
         return 2;
@@ -286,20 +286,20 @@ static int exchange_body(lua_State *L) {
 static const struct {
     const char *what;
     ghl_failure failure;
-    int code;      /* the CURLcode libcurl gives for the same failure */
+    int code; /* the CURLcode libcurl gives for the same failure */
     int retryable;
-    int unsent;    /* the request provably never left */
+    int unsent; /* the request provably never left */
 } failures[] = {
     {"resolve", GHL_FAIL_NETWORK, 6, 1, 1},          /* CURLE_COULDNT_RESOLVE_HOST */
     {"connect", GHL_FAIL_NETWORK, 7, 1, 1},          /* CURLE_COULDNT_CONNECT */
     {"connect_timeout", GHL_FAIL_TIMEOUT, 28, 1, 1}, /* CURLE_OPERATION_TIMEDOUT */
     {"timeout", GHL_FAIL_TIMEOUT, 28, 1, 0},
-    {"send", GHL_FAIL_NETWORK, 55, 1, 0},            /* CURLE_SEND_ERROR */
-    {"recv", GHL_FAIL_NETWORK, 56, 1, 0},            /* CURLE_RECV_ERROR */
-    {"closed", GHL_FAIL_NETWORK, 52, 1, 0},          /* CURLE_GOT_NOTHING; 18 once answered */
-    {"tls", GHL_FAIL_TLS, 35, 0, 0},                 /* CURLE_SSL_CONNECT_ERROR */
-    {"verify", GHL_FAIL_TLS, 60, 0, 0},              /* CURLE_PEER_FAILED_VERIFICATION */
-    {"protocol", GHL_FAIL_NETWORK, 8, 0, 0},         /* CURLE_WEIRD_SERVER_REPLY */
+    {"send", GHL_FAIL_NETWORK, 55, 1, 0},    /* CURLE_SEND_ERROR */
+    {"recv", GHL_FAIL_NETWORK, 56, 1, 0},    /* CURLE_RECV_ERROR */
+    {"closed", GHL_FAIL_NETWORK, 52, 1, 0},  /* CURLE_GOT_NOTHING; 18 once answered */
+    {"tls", GHL_FAIL_TLS, 35, 0, 0},         /* CURLE_SSL_CONNECT_ERROR */
+    {"verify", GHL_FAIL_TLS, 60, 0, 0},      /* CURLE_PEER_FAILED_VERIFICATION */
+    {"protocol", GHL_FAIL_NETWORK, 8, 0, 0}, /* CURLE_WEIRD_SERVER_REPLY */
 };
 
 /* ex:fail(what, text): the attempt got no whole response. */
@@ -412,18 +412,12 @@ static int window_room(lua_State *L) {
 
 void ghl_exchange_open(lua_State *L) {
     static const luaL_Reg methods[] = {
-        {"target", exchange_target},
-        {"request", exchange_request},
-        {"timeouts", exchange_timeouts},
-        {"batch", exchange_batch},
-        {"status", exchange_status},
-        {"header", exchange_header},
-        {"head", exchange_head},
-        {"body", exchange_body},
-        {"fail", exchange_fail},
-        {"next_attempt", exchange_next_attempt},
-        {"result", exchange_result},
-        {NULL, NULL},
+        {"target", exchange_target},     {"request", exchange_request},
+        {"timeouts", exchange_timeouts}, {"batch", exchange_batch},
+        {"status", exchange_status},     {"header", exchange_header},
+        {"head", exchange_head},         {"body", exchange_body},
+        {"fail", exchange_fail},         {"next_attempt", exchange_next_attempt},
+        {"result", exchange_result},     {NULL, NULL},
     };
     static const luaL_Reg window_methods[] = {
         {"take", window_take},

@@ -45,17 +45,17 @@
 #define GHL_WINDOW_MT "ghl.window"
 
 typedef struct ghl_exchange {
-    int live;             /* owns what follows; 0 once freed */
-    ghl_options options;  /* its own copies of the strings */
+    int live;            /* owns what follows; 0 once freed */
+    ghl_options options; /* its own copies of the strings */
     ghl_secrets secrets;
     ghl_request request;
     char id[GHL_MAX_ID_LEN + 1];
     ghl_response response;
-    ghl_buffer scratch;   /* the request bytes while they are made; wiped */
-    ghl_buffer target;    /* the request target (path prefix, path, query) */
-    int attempts;         /* attempts finished */
-    int answered;         /* a status line came in this attempt */
-    int done;             /* next_attempt said no more */
+    ghl_buffer scratch; /* the request bytes while they are made; wiped */
+    ghl_buffer target;  /* the request target (path prefix, path, query) */
+    int attempts;       /* attempts finished */
+    int answered;       /* a status line came in this attempt */
+    int done;           /* next_attempt said no more */
     unsigned long rng;
 } ghl_exchange;
 

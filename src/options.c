@@ -51,8 +51,8 @@ static int integral(lua_State *L, int idx, double *out) {
 }
 
 static int host_char(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
 }
 
 /* A path prefix character: unreserved, sub-delims, ':' '@' '%' and '/'. */
@@ -66,15 +66,18 @@ static int path_char(unsigned char c) {
 static size_t check_base_url(lua_State *L, const char *v, size_t n) {
     size_t i = 0, start, seg;
     if (n > GHL_MAX_BASE_URL) luaL_error(L, "ghl: option 'base_url' is longer than %d bytes", GHL_MAX_BASE_URL);
-    if (n >= 7 && memcmp(v, "http://", 7) == 0) i = 7;
-    else if (n >= 8 && memcmp(v, "https://", 8) == 0) i = 8;
-    else luaL_error(L, "ghl: option 'base_url' must start with http:// or https://");
+    if (n >= 7 && memcmp(v, "http://", 7) == 0)
+        i = 7;
+    else if (n >= 8 && memcmp(v, "https://", 8) == 0)
+        i = 8;
+    else
+        luaL_error(L, "ghl: option 'base_url' must start with http:// or https://");
     start = i;
     if (i < n && v[i] == '[') { /* an IPv6 literal */
         while (i < n && v[i] != ']') {
             unsigned char c = (unsigned char)v[i];
-            if (i > start && !(c == ':' || c == '.' || (c >= '0' && c <= '9') ||
-                               (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            if (i > start &&
+                !(c == ':' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
                 luaL_error(L, "ghl: option 'base_url' has a bad IPv6 address");
             i++;
         }
@@ -87,8 +90,7 @@ static size_t check_base_url(lua_State *L, const char *v, size_t n) {
     if (i < n && v[i] == ':') {
         long port = 0;
         size_t digits = 0;
-        for (i++; i < n && v[i] >= '0' && v[i] <= '9' && digits < 6; i++, digits++)
-            port = port * 10 + (v[i] - '0');
+        for (i++; i < n && v[i] >= '0' && v[i] <= '9' && digits < 6; i++, digits++) port = port * 10 + (v[i] - '0');
         if (digits == 0 || port < 1 || port > 65535)
             luaL_error(L, "ghl: option 'base_url' has a bad port (1 to 65535)");
     }
@@ -130,8 +132,7 @@ static void read_one(lua_State *L, const opt_row *r, ghl_options *o) {
                        strcmp(r->name, "token") == 0 ? " or a function" : "", luaL_typename(L, -1));
         v = lua_tolstring(L, -1, &n);
         /* no value goes into a message: it may be a secret */
-        if (has_control_chars(v, n))
-            luaL_error(L, "ghl: option '%s' must not contain control characters", r->name);
+        if (has_control_chars(v, n)) luaL_error(L, "ghl: option '%s' must not contain control characters", r->name);
         if (r->kind == K_BASE_URL) o->base_url_len = check_base_url(L, v, n);
         if (strcmp(r->name, "token") == 0) o->token_fn = 0, o->token_fn_id = NULL;
         *FIELD(o, r, const char *) = v;
@@ -179,8 +180,7 @@ static const opt_row *find_row(const char *key, size_t len) {
 
 void ghl_options_read(lua_State *L, int idx, ghl_options *o, int scopes) {
     if (lua_isnoneornil(L, idx)) return;
-    if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "ghl: options must be a table (got %s)", luaL_typename(L, idx));
+    if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "ghl: options must be a table (got %s)", luaL_typename(L, idx));
     idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
@@ -237,8 +237,10 @@ void ghl_options_push_key(lua_State *L, const ghl_options *o) {
             if (s == NULL && strcmp(r->name, "token") == 0 && o->token_fn_id != NULL) {
                 luaL_addchar(&b, '\2');
                 luaL_addlstring(&b, (const char *)&o->token_fn_id, sizeof o->token_fn_id);
-            } else if (s == NULL) luaL_addchar(&b, '\1');
-            else luaL_addlstring(&b, s, r->kind == K_BASE_URL ? o->base_url_len : strlen(s));
+            } else if (s == NULL)
+                luaL_addchar(&b, '\1');
+            else
+                luaL_addlstring(&b, s, r->kind == K_BASE_URL ? o->base_url_len : strlen(s));
             luaL_addchar(&b, '\0');
         } else if (r->kind == K_SIZE) {
             size_t v = *FIELD(o, r, size_t);
@@ -288,14 +290,13 @@ void ghl_options_free(ghl_options *o) {
 
 /* [A-Za-z0-9_-] */
 static const unsigned char id_chars[256] = {
-    ['-'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
-    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
-    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
-    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['_'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1,
+    ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 const char *ghl_check_named_id(lua_State *L, int idx, const char *name, size_t *len) {

@@ -28,20 +28,20 @@ enum {
 /* name, kind, scope, default. Kinds: STRING, SECRET (a string never shown),
  * BASE_URL, SECONDS (> 0), DELAY (>= 0), COUNT (0-10), CONCURRENCY (1-64),
  * SIZE (> 0), BOOL. */
-#define GHL_OPTION_LIST(X)                                              \
-    X(token, SECRET, GHL_SCOPE_CLIENT, NULL)                            \
-    X(base_url, BASE_URL, GHL_SCOPE_CLIENT, GHL_BASE_URL)               \
-    X(version, STRING, GHL_SCOPE_CLIENT, GHL_API_VERSION)               \
-    X(timeout, SECONDS, GHL_SCOPE_CALL, 30)                             \
-    X(connect_timeout, SECONDS, GHL_SCOPE_CALL, 10)                     \
-    X(retries, COUNT, GHL_SCOPE_CALL, 2)                                \
-    X(max_retry_delay, DELAY, GHL_SCOPE_CLIENT, 30)                     \
-    X(ssl_verify, BOOL, GHL_SCOPE_CLIENT, 1)                            \
-    X(cainfo, STRING, GHL_SCOPE_CLIENT, NULL)                           \
-    X(proxy, SECRET, GHL_SCOPE_CLIENT, NULL)                            \
-    X(user_agent, STRING, GHL_SCOPE_CLIENT, GHL_USER_AGENT)             \
-    X(max_body_size, SIZE, GHL_SCOPE_CLIENT, 8 * 1024 * 1024)           \
-    X(convert_enums, BOOL, GHL_SCOPE_CLIENT, 1)                         \
+#define GHL_OPTION_LIST(X)                                    \
+    X(token, SECRET, GHL_SCOPE_CLIENT, NULL)                  \
+    X(base_url, BASE_URL, GHL_SCOPE_CLIENT, GHL_BASE_URL)     \
+    X(version, STRING, GHL_SCOPE_CLIENT, GHL_API_VERSION)     \
+    X(timeout, SECONDS, GHL_SCOPE_CALL, 30)                   \
+    X(connect_timeout, SECONDS, GHL_SCOPE_CALL, 10)           \
+    X(retries, COUNT, GHL_SCOPE_CALL, 2)                      \
+    X(max_retry_delay, DELAY, GHL_SCOPE_CLIENT, 30)           \
+    X(ssl_verify, BOOL, GHL_SCOPE_CLIENT, 1)                  \
+    X(cainfo, STRING, GHL_SCOPE_CLIENT, NULL)                 \
+    X(proxy, SECRET, GHL_SCOPE_CLIENT, NULL)                  \
+    X(user_agent, STRING, GHL_SCOPE_CLIENT, GHL_USER_AGENT)   \
+    X(max_body_size, SIZE, GHL_SCOPE_CLIENT, 8 * 1024 * 1024) \
+    X(convert_enums, BOOL, GHL_SCOPE_CLIENT, 1)               \
     X(concurrency, CONCURRENCY, GHL_SCOPE_BATCH, 8)
 
 #define GHL_CTYPE_STRING const char *
@@ -58,8 +58,8 @@ typedef struct ghl_options {
 #define GHL_OPTION_FIELD(name, kind, scope, dflt) GHL_CTYPE_##kind name;
     GHL_OPTION_LIST(GHL_OPTION_FIELD)
 #undef GHL_OPTION_FIELD
-    size_t base_url_len; /* without a trailing '/' */
-    int token_fn;        /* token is a function: the stack index where it was left, else 0 */
+    size_t base_url_len;     /* without a trailing '/' */
+    int token_fn;            /* token is a function: the stack index where it was left, else 0 */
     const void *token_fn_id; /* its identity, for the cache key */
 } ghl_options;
 

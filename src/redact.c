@@ -26,8 +26,7 @@ static int add_copy(ghl_secrets *s, const char *p, size_t n) {
     if (copy == NULL) return -1;
     memcpy(copy, p, n);
     switch (add(s, copy, n, 1)) {
-    case 1:
-        return 0;
+    case 1: return 0;
     case 0:
         memset(copy, 0, n);
         free(copy);
@@ -54,8 +53,10 @@ static int add_with_forms(ghl_secrets *s, const char *text, size_t n, int owned_
     size_t i, m = 0, need = n * 6;
     int rc = 0;
     if (n == 0) return 0;
-    if (owned_copy) rc = add_copy(s, text, n);
-    else if (add(s, text, n, 0) < 0) rc = -1;
+    if (owned_copy)
+        rc = add_copy(s, text, n);
+    else if (add(s, text, n, 0) < 0)
+        rc = -1;
     if (need > sizeof small && (buf = malloc(need)) == NULL) return -1;
     for (i = 0; i < n; i++) { /* percent-decoded */
         if (text[i] == '%' && i + 2 < n && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
@@ -102,14 +103,13 @@ static const char *proxy_password(const char *proxy, size_t *n) {
 
 int ghl_secrets_init(ghl_secrets *s, const char *token, const char *proxy) {
     static const char *const env[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-                                      "all_proxy", "ALL_PROXY", NULL};
+                                      "all_proxy",  "ALL_PROXY",  NULL};
     const char *pw;
     size_t n;
     int i;
     memset(s, 0, sizeof *s);
     if (token != NULL && add_with_forms(s, token, strlen(token), 0) != 0) return -1;
-    if (proxy != NULL && (pw = proxy_password(proxy, &n)) != NULL && add_with_forms(s, pw, n, 0) != 0)
-        return -1;
+    if (proxy != NULL && (pw = proxy_password(proxy, &n)) != NULL && add_with_forms(s, pw, n, 0) != 0) return -1;
     /* the environment may change later: ours are copies */
     for (i = 0; env[i] != NULL; i++) {
         const char *v = getenv(env[i]);

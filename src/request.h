@@ -33,11 +33,11 @@ typedef enum {
 enum { GHL_TAKES_QUERY = 1, GHL_TAKES_BODY = 2 };
 
 typedef struct ghl_endpoint {
-    const char *name;     /* the client method */
+    const char *name; /* the client method */
     const char *method;
-    const char *path;     /* each "{}" is replaced by the next id; NULL: the request's own path */
+    const char *path;                        /* each "{}" is replaced by the next id; NULL: the request's own path */
     const char *id_names[GHL_MAX_PATH_ARGS]; /* the ids' argument names, for errors */
-    int repeat_safe;      /* whether sending it twice does no harm */
+    int repeat_safe;                         /* whether sending it twice does no harm */
     ghl_unwrap unwrap;
     int takes;            /* GHL_TAKES_* */
     const char *required; /* keys the query or body must hold, each followed by a space */
@@ -59,15 +59,15 @@ typedef struct ghl_request {
     const ghl_endpoint *endpoint;
     const char *args[GHL_MAX_PATH_ARGS]; /* checked ids, kept alive by the caller */
     size_t arg_len[GHL_MAX_PATH_ARGS];
-    const char *path;    /* endpoint->path == NULL: this path (checked) */
+    const char *path; /* endpoint->path == NULL: this path (checked) */
     size_t path_len;
-    const char *query;   /* encoded, without '?'; NULL: none */
+    const char *query; /* encoded, without '?'; NULL: none */
     size_t query_len;
-    const char *body;    /* NULL: none */
+    const char *body; /* NULL: none */
     size_t body_len;
     const char *body_type; /* its Content-Type; NULL: application/json */
-    const char *version; /* this request's Version header; NULL: the client's */
-    long page_size;      /* a search page: the limit asked for */
+    const char *version;   /* this request's Version header; NULL: the client's */
+    long page_size;        /* a search page: the limit asked for */
 } ghl_request;
 
 typedef struct ghl_header {

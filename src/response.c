@@ -89,7 +89,8 @@ int ghl_response_header(ghl_response *r, const char *line, size_t len) {
     const char *v;
     if (len == 0) return 0;
     switch (line[0]) { /* the headers read here start with C, R or X */
-    case 'C': case 'c':
+    case 'C':
+    case 'c':
         if (!starts_with(line, len, content, sizeof content - 1)) return 0;
         line += sizeof content - 1, len -= sizeof content - 1;
         if (r->wants_content_type && starts_with(line, len, "type:", 5)) {
@@ -109,13 +110,15 @@ int ghl_response_header(ghl_response *r, const char *line, size_t len) {
             }
         }
         return 0;
-    case 'R': case 'r':
+    case 'R':
+    case 'r':
         if (starts_with(line, len, ra, sizeof ra - 1)) {
             v = value_after(line, len, sizeof ra - 1, &vlen);
             r->retry_after = parse_retry_after(v, vlen);
         }
         return 0;
-    case 'X': case 'x':
+    case 'X':
+    case 'x':
         if (!starts_with(line, len, rl_prefix, sizeof rl_prefix - 1)) return 0;
         for (i = 0; i < sizeof limits / sizeof limits[0]; i++) {
             size_t slen = strlen(limits[i].suffix);
@@ -131,8 +134,7 @@ int ghl_response_header(ghl_response *r, const char *line, size_t len) {
             }
         }
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

@@ -32,25 +32,25 @@ typedef enum {
     GHL_FAIL_NETWORK, /* refused, reset, DNS, cut short ... */
     GHL_FAIL_TIMEOUT,
     GHL_FAIL_TLS,
-    GHL_FAIL_DECODE,  /* the transfer encoding (gzip, deflate) was corrupt */
-    GHL_FAIL_SETUP    /* the transport could not set the request up */
+    GHL_FAIL_DECODE, /* the transfer encoding (gzip, deflate) was corrupt */
+    GHL_FAIL_SETUP   /* the transport could not set the request up */
 } ghl_failure;
 
 typedef struct ghl_response {
-    long status;               /* 0: no response */
+    long status; /* 0: no response */
     ghl_ratelimit ratelimit;
-    double retry_after;        /* seconds; < 0 when absent */
+    double retry_after; /* seconds; < 0 when absent */
     ghl_buffer body;
     size_t max_body;
-    int too_large;             /* more than max_body: reading stopped */
+    int too_large; /* more than max_body: reading stopped */
     int out_of_memory;
     ghl_failure failure;
-    int transport_code;        /* the transport's own code (CURLcode), 0 if none */
-    int retryable;             /* the failure is one a retry may cure */
-    int unsent;                /* the request provably never reached the server */
-    char error[GHL_ERROR_SIZE];/* the transport's text, may be empty */
-    int wants_content_type;    /* keep the Content-Type below (set before the attempt) */
-    char content_type[128];    /* the Content-Type header's value, cut to fit; may be empty */
+    int transport_code;         /* the transport's own code (CURLcode), 0 if none */
+    int retryable;              /* the failure is one a retry may cure */
+    int unsent;                 /* the request provably never reached the server */
+    char error[GHL_ERROR_SIZE]; /* the transport's text, may be empty */
+    int wants_content_type;     /* keep the Content-Type below (set before the attempt) */
+    char content_type[128];     /* the Content-Type header's value, cut to fit; may be empty */
 } ghl_response;
 
 /* Empties r for the next attempt, giving back a body buffer above keep

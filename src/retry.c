@@ -22,8 +22,7 @@ int ghl_command_timed_out(const ghl_response *r) {
         v = skip_json_space(p + sizeof key - 1, end);
         if (v >= end || *v++ != ':') continue;
         v = skip_json_space(v, end);
-        if (end - v >= (long)(sizeof value - 1) && memcmp(v, value, sizeof value - 1) == 0)
-            return 1;
+        if (end - v >= (long)(sizeof value - 1) && memcmp(v, value, sizeof value - 1) == 0) return 1;
     }
     return 0;
 }
@@ -32,14 +31,14 @@ int ghl_retry_wanted(const ghl_response *r, int repeat_safe) {
     if (r->too_large || r->out_of_memory) return 0;
     if (r->failure != GHL_FAIL_NONE) return r->retryable && (repeat_safe || r->unsent);
     switch (r->status) {
-    case 429:
-        return 1;
-    case 500: case 502: case 503: case 504: case 524:
-        return repeat_safe;
-    case 401:
-        return repeat_safe && ghl_command_timed_out(r);
-    default:
-        return 0;
+    case 429: return 1;
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+    case 524: return repeat_safe;
+    case 401: return repeat_safe && ghl_command_timed_out(r);
+    default: return 0;
     }
 }
 
@@ -57,8 +56,8 @@ double ghl_retry_delay(const ghl_response *r, int n, double max_delay, unsigned 
     double delay;
     if (r->retry_after >= 0) {
         delay = r->retry_after;
-    } else if (r->status == 429 && (r->ratelimit.present & GHL_RL_REMAINING) &&
-               r->ratelimit.remaining == 0 && (r->ratelimit.present & GHL_RL_INTERVAL)) {
+    } else if (r->status == 429 && (r->ratelimit.present & GHL_RL_REMAINING) && r->ratelimit.remaining == 0 &&
+               (r->ratelimit.present & GHL_RL_INTERVAL)) {
         delay = r->ratelimit.interval_ms / 1000.0;
     } else {
         double ceiling = 0.5;

@@ -14,16 +14,40 @@
 
 /* The spec's messageType list, read in order from 1. */
 static const char *const message_types[] = {
-    "TYPE_CALL", "TYPE_SMS", "TYPE_EMAIL", "TYPE_SMS_REVIEW_REQUEST", "TYPE_WEBCHAT",
-    "TYPE_SMS_NO_SHOW_REQUEST", "TYPE_CAMPAIGN_SMS", "TYPE_CAMPAIGN_CALL",
-    "TYPE_CAMPAIGN_EMAIL", "TYPE_CAMPAIGN_VOICEMAIL", "TYPE_FACEBOOK",
-    "TYPE_CAMPAIGN_FACEBOOK", "TYPE_CAMPAIGN_MANUAL_CALL", "TYPE_CAMPAIGN_MANUAL_SMS",
-    "TYPE_GMB", "TYPE_CAMPAIGN_GMB", "TYPE_REVIEW", "TYPE_INSTAGRAM", "TYPE_WHATSAPP",
-    "TYPE_CUSTOM_SMS", "TYPE_CUSTOM_EMAIL", "TYPE_CUSTOM_PROVIDER_SMS",
-    "TYPE_CUSTOM_PROVIDER_EMAIL", "TYPE_IVR_CALL", "TYPE_ACTIVITY_CONTACT",
-    "TYPE_ACTIVITY_INVOICE", "TYPE_ACTIVITY_PAYMENT", "TYPE_ACTIVITY_OPPORTUNITY",
-    "TYPE_LIVE_CHAT", "TYPE_LIVE_CHAT_INFO_MESSAGE", "TYPE_ACTIVITY_APPOINTMENT",
-    "TYPE_FACEBOOK_COMMENT", "TYPE_INSTAGRAM_COMMENT", "TYPE_CUSTOM_CALL",
+    "TYPE_CALL",
+    "TYPE_SMS",
+    "TYPE_EMAIL",
+    "TYPE_SMS_REVIEW_REQUEST",
+    "TYPE_WEBCHAT",
+    "TYPE_SMS_NO_SHOW_REQUEST",
+    "TYPE_CAMPAIGN_SMS",
+    "TYPE_CAMPAIGN_CALL",
+    "TYPE_CAMPAIGN_EMAIL",
+    "TYPE_CAMPAIGN_VOICEMAIL",
+    "TYPE_FACEBOOK",
+    "TYPE_CAMPAIGN_FACEBOOK",
+    "TYPE_CAMPAIGN_MANUAL_CALL",
+    "TYPE_CAMPAIGN_MANUAL_SMS",
+    "TYPE_GMB",
+    "TYPE_CAMPAIGN_GMB",
+    "TYPE_REVIEW",
+    "TYPE_INSTAGRAM",
+    "TYPE_WHATSAPP",
+    "TYPE_CUSTOM_SMS",
+    "TYPE_CUSTOM_EMAIL",
+    "TYPE_CUSTOM_PROVIDER_SMS",
+    "TYPE_CUSTOM_PROVIDER_EMAIL",
+    "TYPE_IVR_CALL",
+    "TYPE_ACTIVITY_CONTACT",
+    "TYPE_ACTIVITY_INVOICE",
+    "TYPE_ACTIVITY_PAYMENT",
+    "TYPE_ACTIVITY_OPPORTUNITY",
+    "TYPE_LIVE_CHAT",
+    "TYPE_LIVE_CHAT_INFO_MESSAGE",
+    "TYPE_ACTIVITY_APPOINTMENT",
+    "TYPE_FACEBOOK_COMMENT",
+    "TYPE_INSTAGRAM_COMMENT",
+    "TYPE_CUSTOM_CALL",
 };
 
 void ghl_shape_open(lua_State *L) {
@@ -89,11 +113,24 @@ int ghl_utf8_valid(const char *str, size_t n) {
         }
         if (i >= n) break;
         c = s[i];
-        if (c < 0x80) { i++; continue; }
-        if (c >= 0xc2 && c <= 0xdf) { need = 1; cp = c & 0x1f; min = 0x80; }
-        else if (c >= 0xe0 && c <= 0xef) { need = 2; cp = c & 0x0f; min = 0x800; }
-        else if (c >= 0xf0 && c <= 0xf4) { need = 3; cp = c & 0x07; min = 0x10000; }
-        else return 0;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1;
+            cp = c & 0x1f;
+            min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            cp = c & 0x0f;
+            min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else
+            return 0;
         if (n - i <= need) return 0;
         for (k = 1; k <= need; k++) {
             if ((s[i + k] & 0xc0) != 0x80) return 0;
@@ -229,8 +266,10 @@ void ghl_convert_type(lua_State *L, int m) {
     lua_getfield(L, LUA_REGISTRYINDEX, REG_MESSAGE_TYPES);
     lua_pushvalue(L, -2);
     lua_rawget(L, -2);
-    if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, m, "type");
-    else lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_setfield(L, m, "type");
+    else
+        lua_pop(L, 1);
     lua_pop(L, 2);
 }
 
@@ -268,8 +307,8 @@ static const char *reason_phrase(long status) {
 }
 
 static const char *const failure_kinds[] = {"", "network", "timeout", "tls", "decode", "network"};
-static const char *const failure_labels[] = {"", "network error", "timeout", "TLS error",
-                                             "cannot decode the response", "network error"};
+static const char *const failure_labels[] = {
+    "", "network error", "timeout", "TLS error", "cannot decode the response", "network error"};
 
 /* Pushes s as one line: control characters become spaces, long text is cut. */
 static void push_one_line(lua_State *L, const char *s, size_t n) {
@@ -326,12 +365,17 @@ static int push_api_message(lua_State *L, int t) {
 
 static void set_trace_id(lua_State *L, int body, int info) {
     lua_getfield(L, body, "traceId");
-    if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, info, "trace_id");
-    else lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_setfield(L, info, "trace_id");
+    else
+        lua_pop(L, 1);
 }
 
 void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl) {
-    static const struct { unsigned bit; const char *name; } fields[] = {
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } fields[] = {
         {GHL_RL_MAX, "max"},
         {GHL_RL_REMAINING, "remaining"},
         {GHL_RL_INTERVAL, "interval_ms"},
@@ -520,8 +564,10 @@ static const char *push_message_page(lua_State *L, int body, int convert) {
     lua_setfield(L, -3, "next_page");
     lua_pop(L, 1);
     lua_getfield(L, wrapper, "lastMessageId");
-    if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, -2, "last_message_id");
-    else lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_setfield(L, -2, "last_message_id");
+    else
+        lua_pop(L, 1);
     if (normalize(L, lua_gettop(L)) != 0) {
         lua_pop(L, 3);
         return "a number is out of range";
@@ -553,8 +599,10 @@ static const char *push_search_page(lua_State *L, int body, long page_size) {
     lua_pushvalue(L, list);
     lua_setfield(L, -2, "conversations");
     lua_getfield(L, body, "total");
-    if (lua_type(L, -1) == LUA_TNUMBER) lua_setfield(L, -2, "total");
-    else lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        lua_setfield(L, -2, "total");
+    else
+        lua_pop(L, 1);
     if (normalize(L, lua_gettop(L)) != 0) {
         lua_pop(L, 2);
         return "a number is out of range";
@@ -593,17 +641,11 @@ static void push_bytes(lua_State *L, const ghl_response *r, int info) {
 static const char *push_result(lua_State *L, const ghl_shape *s, ghl_unwrap unwrap, int body) {
     const char *why;
     switch (unwrap) {
-    case GHL_UNWRAP_MESSAGE_PAGE:
-        return push_message_page(L, body, s->convert_enums);
-    case GHL_UNWRAP_SEARCH_PAGE:
-        return push_search_page(L, body, s->request->page_size);
-    case GHL_UNWRAP_EMAIL:
-        why = push_unwrapped(L, body, "emailMessage", "no object with an id in the body");
-        break;
+    case GHL_UNWRAP_MESSAGE_PAGE: return push_message_page(L, body, s->convert_enums);
+    case GHL_UNWRAP_SEARCH_PAGE: return push_search_page(L, body, s->request->page_size);
+    case GHL_UNWRAP_EMAIL: why = push_unwrapped(L, body, "emailMessage", "no object with an id in the body"); break;
     case GHL_UNWRAP_OBJECT:
-    case GHL_UNWRAP_ANY:
-        why = push_object(L, body, unwrap == GHL_UNWRAP_ANY);
-        break;
+    case GHL_UNWRAP_ANY: why = push_object(L, body, unwrap == GHL_UNWRAP_ANY); break;
     default:
         why = push_unwrapped(L, body, "message", "no message in the body");
         if (why == NULL && normalize(L, lua_gettop(L)) != 0) {

@@ -14,7 +14,7 @@
 typedef struct ghl_shape {
     const ghl_request *request; /* NULL: a body given by the caller (no "(GET ...)") */
     const ghl_response *response;
-    int attempts;               /* 0: not from a request */
+    int attempts; /* 0: not from a request */
     int convert_enums;
     const ghl_secrets *secrets; /* cut out of info.body; NULL: none */
 } ghl_shape;

@@ -76,9 +76,9 @@ void ghl_sockets_free(ghl_sockets *s) {
     memset(s, 0, sizeof *s);
 }
 
-#define SET(opt, value)                                                  \
-    do {                                                                 \
-        if (code == CURLE_OK) code = curl_easy_setopt(e, opt, value);   \
+#define SET(opt, value)                                               \
+    do {                                                              \
+        if (code == CURLE_OK) code = curl_easy_setopt(e, opt, value); \
     } while (0)
 
 struct curl_slist *ghl_header_list(const ghl_options *o, const ghl_request *r) {
@@ -99,8 +99,10 @@ struct curl_slist *ghl_header_list(const ghl_options *o, const ghl_request *r) {
     /* a body is sent at once: no "Expect: 100-continue" round trip */
     if (i == n && r != NULL && r->body != NULL) {
         grown = curl_slist_append(list, "Expect:");
-        if (grown != NULL) list = grown;
-        else i = -1;
+        if (grown != NULL)
+            list = grown;
+        else
+            i = -1;
     }
     if (i != n) {
         curl_slist_free_all(list);
@@ -202,10 +204,8 @@ CURLcode ghl_transfer_prepare(ghl_transfer *t, const ghl_request *r, const char 
 
 static ghl_failure failure_of(CURLcode code) {
     switch (code) {
-    case CURLE_OK:
-        return GHL_FAIL_NONE;
-    case CURLE_OPERATION_TIMEDOUT:
-        return GHL_FAIL_TIMEOUT;
+    case CURLE_OK: return GHL_FAIL_NONE;
+    case CURLE_OPERATION_TIMEDOUT: return GHL_FAIL_TIMEOUT;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -219,12 +219,9 @@ static ghl_failure failure_of(CURLcode code) {
     case CURLE_SSL_SHUTDOWN_FAILED:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_USE_SSL_FAILED:
-        return GHL_FAIL_TLS;
-    case CURLE_BAD_CONTENT_ENCODING:
-        return GHL_FAIL_DECODE;
-    default:
-        return GHL_FAIL_NETWORK;
+    case CURLE_USE_SSL_FAILED: return GHL_FAIL_TLS;
+    case CURLE_BAD_CONTENT_ENCODING: return GHL_FAIL_DECODE;
+    default: return GHL_FAIL_NETWORK;
     }
 }
 
@@ -236,10 +233,8 @@ static int retryable(CURLcode code) {
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-        return 1;
-    default:
-        return 0;
+    case CURLE_PARTIAL_FILE: return 1;
+    default: return 0;
     }
 }
 
@@ -253,8 +248,7 @@ void ghl_transfer_finish(ghl_transfer *t, CURLcode code) {
     r->failure = failure_of(code);
     if (code == CURLE_OK) return;
     r->retryable = retryable(code);
-    if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST ||
-        code == CURLE_COULDNT_RESOLVE_PROXY) {
+    if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY) {
         r->unsent = 1;
     } else if (code == CURLE_OPERATION_TIMEDOUT) {
         /* not sent if libcurl never got to sending it: CONNECT_TIME stays 0 on

@@ -19,14 +19,14 @@ typedef struct ghl_sockets {
 
 /* What stays the same for every request of a client. */
 typedef struct ghl_transport_config {
-    const char *base_url;       /* no trailing '/' */
+    const char *base_url; /* no trailing '/' */
     size_t base_len;
     const ghl_options *options; /* for the headers of requests that differ from the common ones */
     struct curl_slist *headers; /* the common headers (ghl_request_has_common_headers) */
     const char *cainfo;         /* NULL: libcurl's default bundle */
     const char *proxy;          /* NULL: none set (libcurl still reads the environment) */
     int ssl_verify;
-    int https;                  /* wait for a connection that may multiplex (HTTP/2) */
+    int https; /* wait for a connection that may multiplex (HTTP/2) */
     size_t max_body;
     const ghl_secrets *secrets; /* cut out of libcurl's error text */
     ghl_sockets *sockets;
@@ -36,10 +36,10 @@ typedef struct ghl_transfer {
     CURL *easy;
     ghl_response response;
     const ghl_transport_config *config;
-    void *job; /* what the multi handle runs it for; NULL: idle */
+    void *job;                           /* what the multi handle runs it for; NULL: idle */
     long timeout_ms, connect_timeout_ms; /* as set on the handle; 0: not yet */
-    int plain_get;                 /* the handle is set for a GET with the common headers */
-    struct curl_slist *own_headers; /* this request's, when not the common ones */
+    int plain_get;                       /* the handle is set for a GET with the common headers */
+    struct curl_slist *own_headers;      /* this request's, when not the common ones */
 } ghl_transfer;
 
 /* Makes the easy handle and sets what never changes. Returns CURLE_OK or why

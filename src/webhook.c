@@ -65,8 +65,8 @@ static uint32_t ct_in(uint32_t c, uint32_t lo, uint32_t hi) {
 static uint32_t ct_b64_value(uint32_t c, uint32_t *bad) {
     uint32_t upper = ct_in(c, 'A', 'Z'), lower = ct_in(c, 'a', 'z'), digit = ct_in(c, '0', '9');
     uint32_t plus = ct_in(c, '+', '+'), slash = ct_in(c, '/', '/');
-    uint32_t v = ((0u - upper) & (c - 'A')) | ((0u - lower) & (c - 'a' + 26)) |
-                 ((0u - digit) & (c - '0' + 52)) | ((0u - plus) & 62u) | ((0u - slash) & 63u);
+    uint32_t v = ((0u - upper) & (c - 'A')) | ((0u - lower) & (c - 'a' + 26)) | ((0u - digit) & (c - '0' + 52)) |
+                 ((0u - plus) & 62u) | ((0u - slash) & 63u);
     *bad |= (upper | lower | digit | plus | slash) ^ 1;
     return v & 63u;
 }
@@ -198,8 +198,7 @@ static EVP_PKEY *check_key_type(EVP_PKEY *pkey, int rsa, const char **why) {
     if (pkey == NULL) return NULL;
     id = EVP_PKEY_get_base_id(pkey);
     if (!rsa && id != EVP_PKEY_ED25519) {
-        *why = id == EVP_PKEY_RSA ? "is an RSA key, not an Ed25519 public key"
-                                  : "is not an Ed25519 public key";
+        *why = id == EVP_PKEY_RSA ? "is an RSA key, not an Ed25519 public key" : "is not an Ed25519 public key";
     } else if (rsa && id != EVP_PKEY_RSA) {
         *why = id == EVP_PKEY_ED25519 ? "is an Ed25519 key, not an RSA public key" : "is not an RSA public key";
     } else if (rsa && (EVP_PKEY_get_bits(pkey) < RSA_MIN_BITS || EVP_PKEY_get_bits(pkey) > RSA_MAX_BITS)) {
@@ -301,8 +300,10 @@ static void find_signature_headers(lua_State *L, int counts[2]) {
         if (lua_type(L, -2) == LUA_TSTRING) {
             size_t n;
             const char *key = lua_tolstring(L, -2, &n);
-            if (header_is(key, n, "x-ghl-signature", 15)) slot = SLOT_SIG;
-            else if (header_is(key, n, "x-wh-signature", 14)) slot = SLOT_WH_SIG;
+            if (header_is(key, n, "x-ghl-signature", 15))
+                slot = SLOT_SIG;
+            else if (header_is(key, n, "x-wh-signature", 14))
+                slot = SLOT_WH_SIG;
         }
         if (slot != 0 && counts[slot - SLOT_SIG]++ == 0) {
             lua_pushvalue(L, -1);
@@ -356,8 +357,7 @@ static int verify_signature(EVP_PKEY *pkey, const EVP_MD *md, const unsigned cha
     int ok;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL) return -1;
-    ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 &&
-         EVP_DigestVerify(ctx, sig, sig_len, msg, msg_len) == 1;
+    ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 && EVP_DigestVerify(ctx, sig, sig_len, msg, msg_len) == 1;
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
     return ok;

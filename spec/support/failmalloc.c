@@ -93,7 +93,9 @@ static void init(void) {
     initializing = 0;
 }
 
-__attribute__((constructor)) static void failmalloc_init(void) { init(); }
+__attribute__((constructor)) static void failmalloc_init(void) {
+    init();
+}
 
 /* Whether this allocation is the one to fail. */
 static int should_fail(void) {
