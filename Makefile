@@ -59,9 +59,10 @@ help:
 	@echo "make fuzz                fuzz ghl.decode_message for FUZZ_SECONDS (default 60)"
 	@echo "make clean               remove build/"
 
-# core: build and spec; hosts: nginx with the Lua module and Neovim, for their specs
+# core: build and spec; hosts: nginx with the Lua module and Neovim, for their specs; rocks:
+# luarocks, for the README's install blocks (spec/95-readme_install_spec.lua)
 deps:
-	@scripts/install-deps core hosts
+	@scripts/install-deps core hosts rocks
 
 build: $(foreach r,$(RUNTIMES),build/$(r)/ghl.so)
 
