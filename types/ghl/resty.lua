@@ -54,7 +54,7 @@ function ghl_resty.new(opts) end
 ---@return table? res
 ---@return string? errmsg
 ---@return ghl.Info info
-function ghl_resty.oauth_token(form, opts) end
+function ghl_resty.oauth_token(form, opts) end -- planned
 
 ---@param id string
 ---@param opts? ghl.CallOptions
