@@ -11,5 +11,6 @@ files["lua"] = { globals = { "vim" } }
 files["plugin"] = { globals = { "vim" } }
 files["bench/openresty"] = { globals = { "ngx" } }
 files["spec"] = { std = "+busted", read_globals = { "ngx", "vim" }, max_line_length = 180 }
--- LuaCATS stubs: declarations only, never run
-files["types"] = { ignore = { "111", "112", "113", "121", "122", "131", "142", "212", "241", "631" } }
+-- LuaCATS stubs: declarations with empty bodies (unused arguments, tables only declared) and
+-- long ---@field lines
+files["types"] = { ignore = { "212", "241" }, max_line_length = 200 }
