@@ -1,8 +1,9 @@
 -- The README's install blocks, run as they stand (each fenced block after an
 -- <!-- install:NAME --> line), so that they cannot rot. Each runs in bash -e from the top of the
 -- tree, bounded by `timeout`, with nothing fetched from the network:
--- - apt-get and sudo are stand-ins on PATH: apt-get checks that every package the block names is
---   installed (scripts/install-deps core rocks installs them), sudo runs its command;
+-- - apt-get and sudo are stand-ins on PATH: apt-get update does nothing, apt-get install checks
+--   that every package the block names is installed (scripts/install-deps core rocks installs
+--   them), sudo runs its command;
 -- - HOME is a scratch directory, so `--local` and PREFIX="$HOME/.local" land there;
 -- - a block named *-root installs into the system's /usr/local as root would; here that /usr/local
 --   is a scratch one: DESTDIR for make, LUAROCKS_CONFIG for luarocks' system tree, and Lua's
@@ -37,8 +38,10 @@ local function blocks()
 end
 
 local APT_GET = [[#!/bin/sh
-# apt-get's stand-in: every package named after `install` must be installed already.
-[ "$1" = install ] || { echo "apt-get stand-in: only install is known" >&2; exit 2; }
+# apt-get's stand-in: `update` does nothing; every package named after `install` must be
+# installed already.
+[ "$1" = update ] && [ $# -eq 1 ] && exit 0
+[ "$1" = install ] || { echo "apt-get stand-in: only update and install are known" >&2; exit 2; }
 shift
 missing=""
 for a in "$@"; do
