@@ -11,7 +11,7 @@ GHL_CFLAGS  = -std=c99 -fPIC -Wall -Wextra -fvisibility=hidden -D_POSIX_C_SOURCE
 SOURCES     = $(wildcard src/*.c)
 HEADERS     = $(wildcard src/*.h)
 LUA_FILES   = $(wildcard src/ghl/*.lua)
-# The one place the version is written; everything else follows it (spec/02-package_spec.lua).
+# The one place the version is written; everything else follows it (spec/07-package_spec.lua).
 VERSION    := $(shell sed -n 's/^\#define GHL_VERSION "\(.*\)"$$/\1/p' src/options.h)
 
 # libcurl's and libcrypto's header and library flags from pkg-config (Debian keeps curl.h
