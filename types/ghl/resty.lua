@@ -2,7 +2,8 @@
 -- LuaCATS stubs of require("ghl.resty") (OpenResty, nginx cosockets). Declarations only.
 -- The functions under "ghl_resty.new clients" below are those of ghl_resty.new(opts) clients
 -- (the contract's section 5); spec/08-stubs_spec.lua checks them against the module only where
--- ghl_resty.new exists.
+-- ghl_resty.new exists, and those marked "-- planned" not at all (a stub may come before its
+-- function; never the other way round).
 
 ---The options of `ghl.get_message` (`cainfo` and `proxy` raise here; `token` must be a string
 ---until the clients below exist), and the worker's pool size.
@@ -135,5 +136,8 @@ function RestyClient:each_conversation(query, opts) end
 
 ---@return ghl.RateLimit?
 function RestyClient:rate_limit() end
+
+---Lets the client go (its connections stay in the worker's pool).
+function RestyClient:close() end -- planned
 
 return ghl_resty
