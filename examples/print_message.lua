@@ -1,6 +1,8 @@
 -- Fetches one message and prints it readably.
---   GHL_TOKEN=... lua examples/print_message.lua <message-id> [base_url]
--- The token comes from GHL_TOKEN (ghl reads it when opts.token is absent).
+--   GHL_TOKEN=... lua examples/print_message.lua <message-id> [base_url [ca_file]]
+-- The token comes from GHL_TOKEN (ghl reads it when opts.token is absent). ca_file (or the
+-- GHL_CAINFO environment variable) is a PEM bundle that verifies the server, for an HTTPS
+-- base_url signed by a private CA (ghl's cainfo option).
 local ghl = require("ghl")
 
 local function show(value, indent)
@@ -42,5 +44,6 @@ end
 if ... == "print_message" then
   return { show = show, main = main } -- used by the demo
 end
-local id = arg[1] or error("usage: lua examples/print_message.lua <message-id> [base_url]")
-os.exit(main(id, arg[2]))
+local id = arg[1] or error("usage: lua examples/print_message.lua <message-id> [base_url [ca_file]]")
+local cainfo = arg[3] or os.getenv("GHL_CAINFO")
+os.exit(main(id, arg[2], cainfo ~= "" and cainfo or nil))

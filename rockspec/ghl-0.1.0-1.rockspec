@@ -1,9 +1,12 @@
 rockspec_format = "3.0"
 package = "ghl"
 version = "0.1.0-1"
+-- The release tarball that `make dist` writes beside the source rock (build/dist/); `luarocks
+-- pack` of this file run in that directory makes the source rock from it, and that rock
+-- installs offline. `luarocks make` builds the working tree and never reads this.
 source = {
-   url = "git+https://example.invalid/ghl.git",
-   tag = "v0.1.0",
+   url = "ghl-0.1.0.tar.gz",
+   dir = "ghl-0.1.0",
 }
 description = {
    summary = "HighLevel (LeadConnector) Conversations API for Lua, in C with libcurl",
@@ -18,13 +21,11 @@ connection; errors come back as nil, errmsg, info. Adapters for OpenResty
 }
 dependencies = {
    "lua >= 5.1, < 5.5",
-   "lua-cjson >= 2.1.0",
 }
-external_dependencies = {
-   CURL = { header = "curl/curl.h", library = "curl" },
-   -- libcrypto (OpenSSL 3) verifies webhook signatures: ghl.verify_webhook
-   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
-}
+-- libcurl and libcrypto (OpenSSL 3, for ghl.verify_webhook) are found by the Makefile with
+-- pkg-config, which knows Debian's multiarch directories; luarocks' own header search does
+-- not, so they are not listed as external_dependencies. Where pkg-config does not know them,
+-- pass CURL_INCDIR, CURL_LIBDIR, OPENSSL_INCDIR, OPENSSL_LIBDIR.
 build = {
    -- the Makefile builds with -fvisibility=hidden so only luaopen_ghl is exported
    type = "make",
@@ -32,10 +33,6 @@ build = {
    build_variables = {
       CFLAGS = "$(CFLAGS)",
       LUA_INCDIR = "$(LUA_INCDIR)",
-      CURL_INCDIR = "$(CURL_INCDIR)",
-      CURL_LIBDIR = "$(CURL_LIBDIR)",
-      OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
-      OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
    },
    install_target = "rock-install",
    install_variables = {

@@ -879,7 +879,7 @@ describe("client:each_message", function()
     h.sleep(0.1)
     assert.equal(0, #h.requests_for(id))
     local n = 0
-    for item in iter, state, control do
+    for item in iter, state, control do -- luacheck: ignore 512
       n = n + 1
       assert.equal("MsG0000000000000005", item.id)
       break
@@ -1017,7 +1017,7 @@ describe("client:each_message", function()
     local saved = {}
     for k, v in pairs(coroutine) do saved[k] = v end
     for _, k in ipairs { "create", "wrap", "resume", "yield" } do
-      coroutine[k] = function() error("coroutine." .. k .. " used", 2) end
+      coroutine[k] = function() error("coroutine." .. k .. " used", 2) end -- luacheck: ignore 122
     end
     local ok2, n = pcall(function()
       local k = 0
@@ -1027,7 +1027,7 @@ describe("client:each_message", function()
       end
       return k
     end)
-    for k, v in pairs(saved) do coroutine[k] = v end
+    for k, v in pairs(saved) do coroutine[k] = v end -- luacheck: ignore 122
     assert.is_true(ok2, tostring(n))
     assert.equal(5, n)
     c:close()
@@ -1085,7 +1085,7 @@ describe("client:each_conversation", function()
     local iter, state, control = c:each_conversation { locationId = loc, limit = 2 }
     h.sleep(0.1)
     assert.equal(0, #h.requests_for(loc))
-    for item in iter, state, control do
+    for item in iter, state, control do -- luacheck: ignore 512
       assert.equal("CoV0000000000000c005", item.id)
       break
     end

@@ -108,7 +108,7 @@ describe("lifetimes", function()
       c:close()
       c:close()
       assert.is_true(is_closed(c))
-      c = nil
+      c = nil -- luacheck: ignore 311
       lua_kib()
     end)
 
@@ -250,7 +250,7 @@ describe("lifetimes", function()
       -- and dropped with no close after a batch
       local d = ghl.new(h.opts())
       d:get_messages({ h.fresh_id("sms"), h.fresh_id("call") }, { concurrency = 2 })
-      d = nil
+      d = nil -- luacheck: ignore 311
       lua_kib()
     end)
 
@@ -259,7 +259,7 @@ describe("lifetimes", function()
       local got, failures = c:get_messages({ h.fresh_id("sms") })
       assert.is_table(got)
       assert.is_table(failures)
-      c = nil
+      c = nil -- luacheck: ignore 311
       lua_kib()
     end)
   end)
@@ -283,7 +283,7 @@ describe("lifetimes", function()
         assert.equal(concurrency, count(got), "concurrency " .. concurrency)
       end
       -- and a client with a grown pool, dropped without close
-      c = nil
+      c = nil -- luacheck: ignore 311
       lua_kib()
     end)
 

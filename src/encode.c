@@ -279,7 +279,8 @@ static void put_json_string(lua_State *L, scratch *s, int idx, const json_path *
 }
 
 /* Whether the table at idx is an array (keys 1..n, n > 0); *n gets n. An
- * empty table is an object. Mixed or other keys raise. */
+ * empty table is an object, unless it carries lua-cjson's array_mt or
+ * empty_array_mt (OpenResty's cjson). Mixed or other keys raise. */
 static int is_array(lua_State *L, int idx, int *n, const json_path *p, const char *what) {
     int count = 0, strings = 0;
     double max = 0;
@@ -299,7 +300,7 @@ static int is_array(lua_State *L, int idx, int *n, const json_path *p, const cha
     if (count > 0 && strings > 0) bad_json(L, p, what, "a table with both string and integer keys");
     if (count > 0 && max != count) bad_json(L, p, what, "an array with holes (use ghl.null)");
     *n = count;
-    return count > 0;
+    return count > 0 || ghl_json_array_marked(L, idx);
 }
 
 static void put_json(lua_State *L, scratch *s, int idx, const json_path *p, const char *what, int depth);

@@ -50,10 +50,32 @@ static int ghl_lua_convert_type(lua_State *L) {
     return 1;
 }
 
+/* ghl.build_info(): what this ghl.so was built against and runs with, for
+ * diagnostics (Neovim's :checkhealth ghl): the Lua headers, libcurl's version,
+ * its TLS library, HTTP/2. A new table on every call. */
+static int ghl_build_info(lua_State *L) {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, GHL_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushliteral(L, LUA_VERSION); /* the headers it was compiled with: "Lua 5.1" for LuaJIT */
+    lua_setfield(L, -2, "lua");
+    lua_pushstring(L, v->version);
+    lua_setfield(L, -2, "libcurl");
+    if (v->ssl_version != NULL) {
+        lua_pushstring(L, v->ssl_version);
+        lua_setfield(L, -2, "tls");
+    }
+    lua_pushboolean(L, (v->features & CURL_VERSION_HTTP2) != 0);
+    lua_setfield(L, -2, "http2");
+    return 1;
+}
+
 EXPORT int luaopen_ghl(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"decode_message", ghl_decode_message},
         {"convert_type", ghl_lua_convert_type},
+        {"build_info", ghl_build_info},
         {NULL, NULL},
     };
     pthread_once(&curl_once, init_curl);

@@ -15,6 +15,7 @@ typedef struct parser {
     lua_State *L;
     const char *p, *end;
     char *scratch; /* the unescaped bytes of a string: a userdata, NULL when the text has no '\' */
+    int array_mt;  /* the stack index of a metatable for arrays, 0: none */
     int depth;
     int out_of_range; /* a number beyond a double was read (as an infinity) */
 } parser;
@@ -277,6 +278,10 @@ static int parse_array(parser *ps) {
     int n = 0;
     if (++ps->depth > MAX_DEPTH || !lua_checkstack(L, 3)) return -1;
     lua_createtable(L, 0, 0);
+    if (ps->array_mt != 0) {
+        lua_pushvalue(L, ps->array_mt);
+        lua_setmetatable(L, -2);
+    }
     skip_space(ps);
     if (ps->p < ps->end && *ps->p == ']') {
         ps->p++;
@@ -332,13 +337,14 @@ static int parse_value(parser *ps) {
     }
 }
 
-const char *ghl_json_decode(lua_State *L, const char *text, size_t len, int *out_of_range) {
+const char *ghl_json_decode(lua_State *L, const char *text, size_t len, int array_mt, int *out_of_range) {
     parser ps;
     int base = lua_gettop(L);
     memset(&ps, 0, sizeof ps);
     ps.L = L;
     ps.p = text;
     ps.end = text + len;
+    ps.array_mt = array_mt;
     if (!lua_checkstack(L, 4)) return NOT_JSON;
     if (memchr(text, '\\', len) != NULL) ps.scratch = (char *)lua_newuserdata(L, len);
     skip_space(&ps);

@@ -13,9 +13,10 @@
 
 /* Pushes the value of the text and returns NULL, setting *out_of_range to
  * whether a number in it is beyond a double (pushed as an infinity), or
- * pushes nothing and returns "the body is not valid JSON". The text must be
- * UTF-8 without NUL bytes (the caller checks). An error raised by Lua code
- * that runs meanwhile propagates. */
-const char *ghl_json_decode(lua_State *L, const char *text, size_t len, int *out_of_range);
+ * pushes nothing and returns "the body is not valid JSON". array_mt: the
+ * stack index of a metatable every array gets (lua-cjson's array_mt), or 0.
+ * The text must be UTF-8 without NUL bytes (the caller checks). An error
+ * raised by Lua code that runs meanwhile propagates. */
+const char *ghl_json_decode(lua_State *L, const char *text, size_t len, int array_mt, int *out_of_range);
 
 #endif

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #define REG_MESSAGE_TYPES "ghl.MESSAGE_TYPES"
+#define REG_JSON_ARRAY_MT "ghl.json_array_mt"
+#define REG_JSON_EMPTY_ARRAY_MT "ghl.json_empty_array_mt"
 #define MAX_INFO_BODY (64 * 1024)
 #define OUT_OF_RANGE "a number is out of range"
 #define MAX_API_MESSAGE 300
@@ -51,6 +53,26 @@ static const char *const message_types[] = {
 
 void ghl_shape_open(lua_State *L) {
     int i, n = (int)(sizeof message_types / sizeof message_types[0]);
+
+    /* ghl decodes on its own; the host's lua-cjson, where one loads, is
+     * asked only for its array marks (OpenResty's cjson has them, Debian's
+     * 2.1 not), so that an empty array decoded here is written back as []
+     * by cjson.encode and by ghl's encoder. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "array_mt");
+        if (lua_type(L, -1) != LUA_TTABLE)
+            lua_pop(L, 1);
+        else
+            lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_ARRAY_MT);
+        lua_getfield(L, -1, "empty_array_mt");
+        if (lua_type(L, -1) != LUA_TTABLE)
+            lua_pop(L, 1);
+        else
+            lua_setfield(L, LUA_REGISTRYINDEX, REG_JSON_EMPTY_ARRAY_MT);
+    }
+    lua_pop(L, 1); /* cjson, or why it did not load */
 
     lua_createtable(L, n, n);
     for (i = 0; i < n; i++) {
@@ -114,13 +136,29 @@ int ghl_utf8_valid(const char *str, size_t n) {
     return 1;
 }
 
+int ghl_json_array_marked(lua_State *L, int idx) {
+    int marked;
+    if (!lua_getmetatable(L, idx)) return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_ARRAY_MT);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_EMPTY_ARRAY_MT);
+    marked = (!lua_isnil(L, -2) && lua_rawequal(L, -3, -2)) || (!lua_isnil(L, -1) && lua_rawequal(L, -3, -1));
+    lua_pop(L, 3);
+    return marked;
+}
+
 /* Pushes the decoded body and returns NULL (with *out_of_range), or pushes
  * nothing and returns why the body is not JSON. */
 static const char *decode_body(lua_State *L, const char *body, size_t len, int *out_of_range) {
+    const char *why;
+    int marks;
     if (len == 0) return "the body is empty";
     if (memchr(body, '\0', len) != NULL) return "the body is not valid JSON";
     if (!ghl_utf8_valid(body, len)) return "the body is not valid UTF-8";
-    return ghl_json_decode(L, body, len, out_of_range);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_JSON_ARRAY_MT);
+    marks = lua_gettop(L);
+    why = ghl_json_decode(L, body, len, lua_isnil(L, marks) ? 0 : marks, out_of_range);
+    lua_remove(L, marks);
+    return why;
 }
 
 const char *ghl_decode_json(lua_State *L, const char *body, size_t len) {

@@ -35,10 +35,15 @@ void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl);
  * Lua code that runs meanwhile propagates. */
 const char *ghl_decode_json(lua_State *L, const char *body, size_t len);
 
+/* Whether the table at idx carries the host lua-cjson's array_mt or
+ * empty_array_mt (OpenResty's cjson has them): a JSON array even when empty. */
+int ghl_json_array_marked(lua_State *L, int idx);
+
 /* Applies the `type` rule to the message table at idx. */
 void ghl_convert_type(lua_State *L, int idx);
 
-/* Puts the MESSAGE_TYPES table into the registry, and on top of the stack. */
+/* Puts the MESSAGE_TYPES table into the registry, and on top of the stack;
+ * takes the host lua-cjson's array marks, if it loads and has them. */
 void ghl_shape_open(lua_State *L);
 
 /* Whether the bytes are well-formed UTF-8 (no overlongs, no surrogates). */

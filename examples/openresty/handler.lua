@@ -7,8 +7,10 @@ local M = {}
 
 local function options()
   -- token: GHL_TOKEN (read by ghl itself when opts.token is absent);
-  -- base_url: the $ghl_base_url setting of nginx.conf
-  local base_url = ngx.var.ghl_base_url
+  -- base_url: GHL_BASE_URL when set (a local stand-in server, say), else the
+  -- $ghl_base_url setting of nginx.conf (the API)
+  local base_url = os.getenv("GHL_BASE_URL")
+  if base_url == nil or base_url == "" then base_url = ngx.var.ghl_base_url end
   return { base_url = base_url ~= "" and base_url or nil, timeout = 10, retries = 1 }
 end
 
