@@ -1,18 +1,18 @@
 ---@meta ghl.resty
 -- LuaCATS stubs of require("ghl.resty") (OpenResty, nginx cosockets). Declarations only.
 -- The functions under "ghl_resty.new clients" below are those of ghl_resty.new(opts) clients
--- (the contract's section 5); spec/08-stubs_spec.lua checks them against the module only where
--- ghl_resty.new exists, and those marked "-- planned" not at all (a stub may come before its
--- function; never the other way round).
+-- (the contract's section 5); spec/08-stubs_spec.lua checks them against the module.
 
----The options of `ghl.get_message` (`cainfo` and `proxy` raise here; `token` must be a string
----until the clients below exist), and the worker's pool size.
+---The options of `ghl.get_message` (`cainfo` and `proxy` raise here; a `token` function runs in
+---the light thread of the request that needs it, one call at a time per client), and the
+---worker's pool size.
 ---@class ghl.resty.Options: ghl.Options
 ---@field pool_size? integer idle connections kept per pool (default 512, `ghl_resty.POOL_SIZE`)
 
 ---@class ghl.resty
 ---@field POOL_SIZE integer the default `pool_size`, 512
 ---@field KEEPALIVE_TIMEOUT number seconds an idle connection stays in the worker's pool, 60
+---@field TOKEN_WAIT number seconds a request waits for another request's call of the client's token function, 60
 ---@field null lightuserdata `ghl.null`, the same value as `ngx.null` and `cjson.null`
 local ghl_resty = {}
 
@@ -55,7 +55,7 @@ function ghl_resty.new(opts) end
 ---@return table? res
 ---@return string? errmsg
 ---@return ghl.Info info
-function ghl_resty.oauth_token(form, opts) end -- planned
+function ghl_resty.oauth_token(form, opts) end
 
 ---@param id string
 ---@param opts? ghl.CallOptions
@@ -138,6 +138,6 @@ function RestyClient:each_conversation(query, opts) end
 function RestyClient:rate_limit() end
 
 ---Lets the client go (its connections stay in the worker's pool).
-function RestyClient:close() end -- planned
+function RestyClient:close() end
 
 return ghl_resty
