@@ -148,8 +148,12 @@ describe("looped clients", function()
       end, 10)
       assert.truthy(sent, "the two requests did not reach the server")
       h.sleep(0.3) -- both answered: one step finishes both
+      -- this process holds the whole spec's heap: steps big enough that a
+      -- collection cycle (and so a finalizer) ends within one step
+      mc.STEPMUL = 1000000
       local ran, r = mc.run("finalizer", c._step, k, function() return c:_step() end,
         function() error("boom in a step", 0) end)
+      mc.STEPMUL = nil
       if not ran then
         assert.is_true(r[1], tostring(r[2]))
         local n = #r[2]

@@ -60,7 +60,9 @@ end
 -- so a cycle ends (and a finalizer runs) every few allocations. 5.4 takes
 -- the figures through "incremental" (where a pause of 0 means "unchanged",
 -- hence 1, and a step size of 2^0 bytes); 5.1, 5.2 and LuaJIT through
--- setpause / setstepmul. Returns a function that puts the settings back.
+-- setpause / setstepmul (M.STEPMUL, when set, for a caller whose process
+-- holds a large heap: a cycle must still end within one call). Returns a
+-- function that puts the settings back.
 local function aggressive_gc()
   -- 5.4 answers "incremental" with the mode it was in (5.2 with 0; 5.1 and LuaJIT raise)
   local ok, mode = pcall(collectgarbage, "incremental")
@@ -73,7 +75,7 @@ local function aggressive_gc()
     end
   end
   local pause = collectgarbage("setpause", 0)
-  local stepmul = collectgarbage("setstepmul", 5000)
+  local stepmul = collectgarbage("setstepmul", M.STEPMUL or 5000)
   collectgarbage("collect") -- the next cycle's threshold comes from the pause set now
   return function()
     collectgarbage("setpause", pause)
