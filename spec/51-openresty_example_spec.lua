@@ -38,6 +38,7 @@ local function example_conf(dir, port)
   sub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
   sub("pid [^;]*;", "pid " .. dir .. "/nginx.pid;")
   sub("error_log stderr info;", "error_log " .. dir .. "/error.log info;")
+  sub("pid [^;]*;", "pid " .. dir .. "/nginx.pid;")
   sub("access_log /dev/stdout;", "access_log off;")
   sub("resolver [^;]*;", "resolver 127.0.0.1:" .. h.dns_port .. " ipv6=off;")
   sub('lua_package_path "[^"]*";', 'lua_package_path "' .. ROOT .. '/examples/openresty/?.lua;' .. ROOT .. '/src/?.lua;;";')
@@ -73,7 +74,7 @@ describe("examples/openresty", function()
         return
       end
       h.stop_process(proc)
-      last = h.hide_token((h.read_file(dir .. "/error.log") or "") .. (h.read_file(proc.err) or ""))
+      last = h.hide_token((h.read_file(dir .. "/error.log") or "") .. (h.read_file(proc.out) or ""))
       if not last:find("Address already in use", 1, true) then break end
     end
     error("the example's nginx did not start:\n" .. tostring(last), 0)
