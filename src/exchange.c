@@ -436,11 +436,17 @@ static const struct {
     {"protocol", GHL_FAIL_NETWORK, 8, 0, 0}, /* CURLE_WEIRD_SERVER_REPLY */
 };
 
-static void fail_attempt(ghl_exchange *ex, const char *what, const char *text) {
+/* The row of failures[] for what, or -1. */
+static int failure_row(const char *what) {
+    int i, n = (int)(sizeof failures / sizeof failures[0]);
+    for (i = 0; i < n; i++)
+        if (strcmp(failures[i].what, what) == 0) return i;
+    return -1;
+}
+
+/* Records the attempt's failure: row i of failures[], and its text with the secrets cut out. */
+static void fail_attempt(ghl_exchange *ex, int i, const char *text) {
     ghl_response *r = &ex->response;
-    size_t i, n = sizeof failures / sizeof failures[0];
-    for (i = 0; i < n && strcmp(failures[i].what, what) != 0; i++) {
-    }
     r->failure = failures[i].failure;
     r->transport_code = failures[i].code;
     r->retryable = failures[i].retryable;
@@ -455,11 +461,9 @@ static int exchange_fail(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     const char *what = luaL_checkstring(L, 2);
     const char *text = luaL_optstring(L, 3, "");
-    size_t i, n = sizeof failures / sizeof failures[0];
-    for (i = 0; i < n && strcmp(failures[i].what, what) != 0; i++) {
-    }
-    if (i == n) luaL_error(L, "ghl: bad argument 'what' (unknown failure '%s')", what);
-    fail_attempt(ex, what, text);
+    int i = failure_row(what);
+    if (i < 0) luaL_error(L, "ghl: bad argument 'what' (unknown failure '%s')", what);
+    fail_attempt(ex, i, text);
     return 0;
 }
 
@@ -476,7 +480,7 @@ static int exchange_feed(lua_State *L) {
         lua_pushboolean(L, 1);
         lua_pushboolean(L, ghl_http1_keep(&ex->reader));
         return 2;
-    case GHL_HTTP1_BROKEN: fail_attempt(ex, "protocol", ex->reader.why); break;
+    case GHL_HTTP1_BROKEN: fail_attempt(ex, failure_row("protocol"), ex->reader.why); break;
     default: /* too large: the response says so already */ break;
     }
     lua_pushboolean(L, 0);
@@ -490,7 +494,7 @@ static int exchange_closed(lua_State *L) {
         lua_pushboolean(L, 1);
         return 1;
     }
-    fail_attempt(ex, "closed", ex->reader.why);
+    fail_attempt(ex, failure_row("closed"), ex->reader.why);
     lua_pushboolean(L, 0);
     return 1;
 }

@@ -230,6 +230,22 @@ static int parse_string(parser *ps) {
     return 0;
 }
 
+/* After a member or an element: 1 when a ',' says another follows (space
+ * after it skipped), 0 when `close` ends the object or array, -1 else. */
+static int after_item(parser *ps, char close) {
+    skip_space(ps);
+    if (ps->p >= ps->end) return -1;
+    if (*ps->p == ',') {
+        ps->p++;
+        skip_space(ps);
+        return 1;
+    }
+    if (*ps->p != close) return -1;
+    ps->p++;
+    ps->depth--;
+    return 0;
+}
+
 /* Members from just past '{'; a null one is left out (and clears an
  * earlier member of the same name). */
 static int parse_object(parser *ps) {
@@ -258,24 +274,15 @@ static int parse_object(parser *ps) {
             lua_pushnil(L);
         }
         lua_rawset(L, -3);
-        skip_space(ps);
-        if (ps->p >= ps->end) return -1;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_space(ps);
-            continue;
-        }
-        if (*ps->p != '}') return -1;
-        ps->p++;
-        ps->depth--;
-        return 0;
+        r = after_item(ps, '}');
+        if (r <= 0) return r;
     }
 }
 
 /* Elements from just past '['; a null one is ghl.null. */
 static int parse_array(parser *ps) {
     lua_State *L = ps->L;
-    int n = 0;
+    int n = 0, r;
     if (++ps->depth > MAX_DEPTH || !lua_checkstack(L, 3)) return -1;
     lua_createtable(L, 0, 0);
     if (ps->array_mt != 0) {
@@ -291,17 +298,8 @@ static int parse_array(parser *ps) {
     for (;;) {
         if (parse_value(ps) < 0) return -1;
         lua_rawseti(L, -2, ++n);
-        skip_space(ps);
-        if (ps->p >= ps->end) return -1;
-        if (*ps->p == ',') {
-            ps->p++;
-            skip_space(ps);
-            continue;
-        }
-        if (*ps->p != ']') return -1;
-        ps->p++;
-        ps->depth--;
-        return 0;
+        r = after_item(ps, ']');
+        if (r <= 0) return r;
     }
 }
 
