@@ -16,7 +16,7 @@ local function load_failure(err)
   local advice = {
     "Neovim runs LuaJIT, which loads modules built against the Lua 5.1 headers:"
       .. " `make build/luajit/ghl.so` in the ghl repository, or `luarocks --lua-version=5.1 make ...`",
-    "ghl also needs lua-cjson for Lua 5.1 (Debian: lua-cjson) and libcurl",
+    "ghl also needs libcurl and OpenSSL's libcrypto (Debian: libcurl4, libssl3)",
   }
   -- a build for 5.2-5.4 names the first Lua function LuaJIT lacks: lua_rotate,
   -- lua_newuserdatauv, luaL_prepbuffsize, luaL_setfuncs, ...
