@@ -567,9 +567,16 @@ describe("sockets", function()
       end
       local base = fds()
       -- what one cached client with its connection holds (a socket, and with
-      -- this libcurl the wakeup pair of its multi handle)
-      assert(ghl.get_message("echo--" .. NONCE .. "w", { token = TOKEN .. "-w", base_url = BASE, retries = 0 }))
-      local per = fds() - base
+      -- this libcurl the wakeup pair of its multi handle): the most any of
+      -- three fresh clients added, since one may find a descriptor already
+      -- closed or not yet opened when it is counted
+      local per, last = 0, base
+      for w = 1, 3 do
+        assert(ghl.get_message("echo--" .. NONCE .. "w" .. w, { token = TOKEN .. "-w" .. w, base_url = BASE, retries = 0 }))
+        local n = fds()
+        if n - last > per then per = n - last end
+        last = n
+      end
       collectgarbage("stop")
       local function loop(key)
         local max, right = 0, 0
