@@ -176,6 +176,37 @@ describe("the JSON decoder", function()
     assert.is_nil(difference(msg, want, "message"))
   end)
 
+  -- guards: members and elements wait on the stack in groups before their table is made
+  it("gives what lua-cjson gives for objects and arrays of 0 to 100 items, repeated names across groups, 20 wide levels", function()
+    for _, n in ipairs({ 0, 1, 31, 32, 33, 63, 64, 65, 100 }) do
+      local members, elements = {}, {}
+      for i = 1, n do
+        members[#members + 1] = string.format('"k%d":%d', i % 40, i) -- names repeat past 40
+        elements[#elements + 1] = i % 7 == 0 and "null" or tostring(i)
+      end
+      if n > 0 then members[#members + 1] = '"k1":null' end -- clears the earlier k1
+      local text = '"o":{' .. table.concat(members, ",") .. '},"a":[' .. table.concat(elements, ",") .. "]"
+      local msg, err, want = both("{" .. text .. "}")
+      assert.is_nil(err, n)
+      assert.is_nil(difference(msg, want, "message"), n)
+      assert.equal(n, #msg.v.a)
+      assert.is_nil(msg.v.o.k1, n)
+    end
+    -- 20 levels, each with 40 members before the next level and 40 elements after
+    local open = {}
+    for level = 1, 20 do
+      local members = {}
+      for i = 1, 40 do members[i] = string.format('"m%d":%d', i, level) end
+      open[#open + 1] = "{" .. table.concat(members, ",") .. ',"next":['
+    end
+    local text = table.concat(open) .. "0" .. string.rep(string.rep(",1", 40) .. "]}", 20)
+    local msg, err, want = both(text)
+    assert.is_nil(err)
+    assert.is_nil(difference(msg, want, "message"))
+    assert.equal(1, msg.v.m40)
+    assert.equal(41, #msg.v.next)
+  end)
+
   it("refuses what is not JSON, as kind decode", function()
     local bad = {
       "[1,]", "[,1]", '{"a":1,}', "{,}", "01", "-01", "1.", ".5", "-", "1e", "1e+", "+1", "0x10", "-0x10",

@@ -246,20 +246,66 @@ static int after_item(parser *ps, char close) {
     return 0;
 }
 
+/* A table's members (or elements) wait on the stack, up to PENDING_MAX of
+ * them, so that the table is made with its size known: no rehash while it
+ * fills. Only the outer PENDING_DEPTH levels wait, which keeps the stack of
+ * a deep text short. */
+#define PENDING_MAX 32
+#define PENDING_DEPTH 16
+
+/* Moves the n key/value pairs above base + 1 into the object there, made
+ * now (sized for them) if *t is 0. In text order, so that a later member of
+ * a name wins (and a null one, a nil value, clears an earlier one). */
+static void flush_members(lua_State *L, int base, int *t, int n) {
+    int i;
+    if (*t == 0) {
+        lua_createtable(L, 0, n);
+        lua_insert(L, base + 1);
+        *t = base + 1;
+    }
+    for (i = 0; i < n; i++) {
+        lua_pushvalue(L, *t + 1 + 2 * i);
+        lua_pushvalue(L, *t + 2 + 2 * i);
+        lua_rawset(L, *t);
+    }
+    lua_settop(L, *t);
+}
+
+/* Moves the n values above base + 1 into the array there (made now, sized
+ * for them, if *t is 0) after its first `had` elements. */
+static void flush_elements(parser *ps, int base, int *t, int had, int n) {
+    lua_State *L = ps->L;
+    if (*t == 0) {
+        lua_createtable(L, n, 0);
+        if (ps->array_mt != 0) {
+            lua_pushvalue(L, ps->array_mt);
+            lua_setmetatable(L, -2);
+        }
+        lua_insert(L, base + 1);
+        *t = base + 1;
+    }
+    for (; n > 0; n--) lua_rawseti(L, *t, had + n);
+}
+
 /* Members from just past '{'; a null one is left out (and clears an
  * earlier member of the same name). */
 static int parse_object(parser *ps) {
     lua_State *L = ps->L;
+    int base = lua_gettop(L), t = 0, pending = 0, r;
+    int waits = ps->depth < PENDING_DEPTH;
     if (++ps->depth > MAX_DEPTH || !lua_checkstack(L, 4)) return -1;
-    lua_createtable(L, 0, 0);
+    if (waits && !lua_checkstack(L, 2 * PENDING_MAX + 4)) waits = 0;
     skip_space(ps);
+    if (!waits || (ps->p < ps->end && *ps->p == '}')) {
+        lua_createtable(L, 0, 0);
+        t = base + 1;
+    }
     if (ps->p < ps->end && *ps->p == '}') {
         ps->p++;
         ps->depth--;
         return 0;
     }
     for (;;) {
-        int r;
         if (ps->p >= ps->end || *ps->p != '"') return -1;
         ps->p++;
         if (parse_string(ps) != 0) return -1;
@@ -273,23 +319,30 @@ static int parse_object(parser *ps) {
             lua_pop(L, 1);
             lua_pushnil(L);
         }
-        lua_rawset(L, -3);
+        if (!waits) {
+            lua_rawset(L, t);
+        } else if (++pending == PENDING_MAX) {
+            flush_members(L, base, &t, pending);
+            pending = 0;
+        }
         r = after_item(ps, '}');
-        if (r <= 0) return r;
+        if (r < 0) return -1;
+        if (r == 0) {
+            if (waits) flush_members(L, base, &t, pending);
+            return 0;
+        }
     }
 }
 
 /* Elements from just past '['; a null one is ghl.null. */
 static int parse_array(parser *ps) {
     lua_State *L = ps->L;
-    int n = 0, r;
+    int base = lua_gettop(L), t = 0, n = 0, pending = 0, r;
+    int waits = ps->depth < PENDING_DEPTH;
     if (++ps->depth > MAX_DEPTH || !lua_checkstack(L, 3)) return -1;
-    lua_createtable(L, 0, 0);
-    if (ps->array_mt != 0) {
-        lua_pushvalue(L, ps->array_mt);
-        lua_setmetatable(L, -2);
-    }
+    if (waits && !lua_checkstack(L, PENDING_MAX + 3)) waits = 0;
     skip_space(ps);
+    if (!waits || (ps->p < ps->end && *ps->p == ']')) flush_elements(ps, base, &t, 0, 0);
     if (ps->p < ps->end && *ps->p == ']') {
         ps->p++;
         ps->depth--;
@@ -297,9 +350,19 @@ static int parse_array(parser *ps) {
     }
     for (;;) {
         if (parse_value(ps) < 0) return -1;
-        lua_rawseti(L, -2, ++n);
+        if (!waits) {
+            lua_rawseti(L, t, ++n);
+        } else if (++pending == PENDING_MAX) {
+            flush_elements(ps, base, &t, n, pending);
+            n += pending;
+            pending = 0;
+        }
         r = after_item(ps, ']');
-        if (r <= 0) return r;
+        if (r < 0) return -1;
+        if (r == 0) {
+            if (waits) flush_elements(ps, base, &t, n, pending);
+            return 0;
+        }
     }
 }
 
