@@ -37,8 +37,9 @@ local OK_MESSAGE = '{"message":{"id":"m1","type":2,"messageType":"TYPE_SMS"},"tr
 describe("ghl._exchange_call", function()
   it("builds a GET with the client's headers, base_url's prefix and the query", function()
     local ex = ghl._exchange_call("list_messages", opts(), nil, false, "conv_1", { limit = 2, lastMessageId = "a b" })
-    assert.same({ "http", "api.test", 8080, "api.test", "ghl:http:api.test:8080:", true, 10, 30 }, { ex:target() })
+    local target = { ex:target() }
     local req = ex:request()
+    assert.same({ "http", "api.test", 8080, "api.test", "ghl:http:api.test:8080:", true, 10, 30, req }, target)
     assert.equal("GET /v2/conversations/conv_1/messages?lastMessageId=a%20b&limit=2 HTTP/1.1\r\n"
       .. "Host: api.test:8080\r\n"
       .. "Authorization: Bearer " .. TOKEN .. "\r\n"
@@ -154,6 +155,21 @@ describe("ghl._exchange_call", function()
     local got, rl = ex:rate_limit()
     assert.is_true(got)
     assert.same({ 100, 98 }, { rl.max, rl.remaining })
+  end)
+
+  it("next_attempt(true) gives a wait while a retry is due, then nil and what result() would give", function()
+    local ex = ghl._exchange_call("get_message", opts({ retries = 1 }), nil, false, "m1")
+    answer(ex, "HTTP/1.1 503 Service Unavailable", "{}")
+    assert.same({ 0 }, { ex:next_attempt(true) })
+    answer(ex, "HTTP/1.1 200 OK\r\nX-RateLimit-Max: 100\r\nX-RateLimit-Remaining: 98", OK_MESSAGE)
+    local r = (function(...) return { n = select("#", ...), ... } end)(ex:next_attempt(true))
+    assert.equal(4, r.n)
+    assert.is_nil(r[1])
+    assert.same({ "m1", "TYPE_SMS" }, { r[2].id, r[2].type })
+    assert.is_nil(r[3])
+    assert.same({ 200, 2, 100 }, { r[4].status, r[4].attempts, r[4].rate_limit.max })
+    assert.same({ "m1", 2 }, { ex:result().id, select(3, ex:result()).attempts }) -- result() gives it again
+    assert.equal("ghl: the exchange is done", raised(ex.next_attempt, ex, true))
   end)
 
   it("keeps a recording's bytes and its Content-Type", function()

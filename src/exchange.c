@@ -338,28 +338,6 @@ static void split_base_url(const ghl_options *o, target *t) {
     t->prefix_len = (size_t)(end - p);
 }
 
-/* ex:target() -> scheme, host, port, server_name, pool_key, repeat_safe,
- * connect_timeout, timeout */
-static int exchange_target(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    target t;
-    split_base_url(&ex->options, &t);
-    lua_pushstring(L, t.https ? "https" : "http");
-    lua_pushlstring(L, t.host, t.host_len);
-    lua_pushinteger(L, (lua_Integer)t.port);
-    if (t.host_len >= 2 && t.host[0] == '[')
-        lua_pushlstring(L, t.host + 1, t.host_len - 2);
-    else
-        lua_pushlstring(L, t.host, t.host_len);
-    /* connections are shared only between exchanges that would make the same one */
-    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3), (int)t.port,
-                    t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
-    lua_pushboolean(L, ex->request.endpoint->repeat_safe);
-    lua_pushnumber(L, ex->options.connect_timeout);
-    lua_pushnumber(L, ex->options.timeout);
-    return 8;
-}
-
 /* ex:request() -> the bytes to send: request line, Host, the headers every
  * request carries (ghl_request_headers), asking for an identity body (the
  * Lua transport does not decode gzip or deflate), Content-Length and the
@@ -403,6 +381,30 @@ static int exchange_request(lua_State *L) {
     wipe(b);                                     /* it holds the token */
     if (!ok) luaL_error(L, "ghl: out of memory");
     return 1;
+}
+
+/* ex:target() -> scheme, host, port, server_name, pool_key, repeat_safe,
+ * connect_timeout, timeout, request (what ex:request() gives): all a first
+ * attempt needs, in one call */
+static int exchange_target(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    target t;
+    split_base_url(&ex->options, &t);
+    lua_pushstring(L, t.https ? "https" : "http");
+    lua_pushlstring(L, t.host, t.host_len);
+    lua_pushinteger(L, (lua_Integer)t.port);
+    if (t.host_len >= 2 && t.host[0] == '[')
+        lua_pushlstring(L, t.host + 1, t.host_len - 2);
+    else
+        lua_pushlstring(L, t.host, t.host_len);
+    /* connections are shared only between exchanges that would make the same one */
+    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3), (int)t.port,
+                    t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
+    lua_pushboolean(L, ex->request.endpoint->repeat_safe);
+    lua_pushnumber(L, ex->options.connect_timeout);
+    lua_pushnumber(L, ex->options.timeout);
+    exchange_request(L); /* ex is at 1 */
+    return 9;
 }
 
 /* ex:batch() -> concurrency, max_retry_delay (get_messages' settings) */
@@ -499,7 +501,35 @@ static int exchange_closed(lua_State *L) {
     return 1;
 }
 
-/* ex:next_attempt() -> seconds to wait before the next attempt, or nil */
+/* Pushes the exchange's three returns (ex is at 1 and stays there while
+ * Lua code may run). */
+static void push_result(lua_State *L, ghl_exchange *ex) {
+    ghl_response *r = &ex->response;
+    ghl_shape s;
+    /* an error body reaches errmsg and info.message: cut the secrets out
+     * before it is decoded (client.c does the same) */
+    if (r->out_of_memory || ((r->status < 200 || r->status > 299) && ghl_redact_buffer(&r->body, &ex->secrets) != 0))
+        luaL_error(L, "ghl: out of memory");
+    s.request = &ex->request;
+    s.response = r;
+    s.attempts = ex->attempts;
+    s.convert_enums = ex->options.convert_enums;
+    s.secrets = &ex->secrets;
+    ghl_shape_push(L, &s);
+}
+
+/* ex:result() -> message, nil, info  or  nil, errmsg, info */
+static int exchange_result(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    if (!ex->done) luaL_error(L, "ghl: result before next_attempt said the exchange is done");
+    lua_settop(L, 1);
+    push_result(L, ex);
+    return 3;
+}
+
+/* ex:next_attempt([with_result]) -> seconds to wait before the next
+ * attempt, or nil; with with_result, nil and ex:result()'s three returns
+ * when done (one call less for a transport without a token function) */
 static int exchange_next_attempt(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     ghl_response *r = &ex->response;
@@ -518,27 +548,11 @@ static int exchange_next_attempt(lua_State *L) {
         return 1;
     }
     ex->done = 1;
-    return 0;
-}
-
-/* ex:result() -> message, nil, info  or  nil, errmsg, info */
-static int exchange_result(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
-    ghl_response *r = &ex->response;
-    ghl_shape s;
-    if (!ex->done) luaL_error(L, "ghl: result before next_attempt said the exchange is done");
-    /* an error body reaches errmsg and info.message: cut the secrets out
-     * before it is decoded (client.c does the same) */
-    if (r->out_of_memory || ((r->status < 200 || r->status > 299) && ghl_redact_buffer(&r->body, &ex->secrets) != 0))
-        luaL_error(L, "ghl: out of memory");
-    lua_settop(L, 1); /* ex stays on the stack while Lua code may run */
-    s.request = &ex->request;
-    s.response = r;
-    s.attempts = ex->attempts;
-    s.convert_enums = ex->options.convert_enums;
-    s.secrets = &ex->secrets;
-    ghl_shape_push(L, &s);
-    return 3;
+    if (!lua_toboolean(L, 2)) return 0;
+    lua_settop(L, 1);
+    lua_pushnil(L);
+    push_result(L, ex);
+    return 4;
 }
 
 static int exchange_tostring(lua_State *L) {

@@ -131,12 +131,13 @@ end
 -- limit) from the bytes. Returns true and whether the connection may be
 -- kept; or false, what failed and its text (what is nil when ex knows
 -- already; "stale" when the connection was closed before any byte came).
-local function read_response(sock, ex, deadline, reused)
+-- The first read keeps the timeout set as the attempt began while no time
+-- has passed since (ngx.now() moves only between events: on a kept
+-- connection, or after a connect and send that did not wait).
+local function read_response(sock, ex, deadline, started, reused)
   local first = true
   while true do
-    -- a kept connection's first read: the timeout set as the attempt began
-    -- still holds (no connect, no handshake since)
-    if not (first and reused) then sock:settimeout(ms(deadline - now())) end
+    if not (first and (reused or now() == started)) then sock:settimeout(ms(deadline - now())) end
     local data, err = sock:receiveany(65536)
     if not data then
       if first and err ~= "timeout" then return false, "stale", err end
@@ -152,14 +153,39 @@ local function read_response(sock, ex, deadline, reused)
   end
 end
 
--- One attempt on a pooled or new connection; reports to ex what happened.
-local function attempt(ex, t)
+-- Where an exchange connects, by pool key (scheme, host, port, TLS
+-- settings) and pool size, made once each: connect's options, and whether
+-- it is TLS and verified. One table less for the collector per request.
+local places = {}
+
+local function place_of(pool_key, pool_size, https, host)
+  local by_size = places[pool_key]
+  if by_size == nil then
+    by_size = {}
+    places[pool_key] = by_size
+  end
+  local p = by_size[pool_size]
+  if p == nil then
+    p = {
+      connect = { pool = pool_key, pool_size = pool_size }, pool_size = pool_size,
+      https = https, verify = find(pool_key, ":verify", 1, true) ~= nil, host = host,
+    }
+    by_size[pool_size] = p
+  end
+  return p
+end
+
+-- One attempt on a pooled or new connection to place p (port, server_name:
+-- ex:target's) sending `request`; reports to ex what happened.
+local function attempt(ex, p, port, server_name, request, repeat_safe, connect_timeout, timeout)
   local started = now()
-  local deadline = started + t.timeout
+  local deadline = started + timeout
   for _ = 1, 2 do -- a second time only for a kept connection found closed
     local sock = tcp()
-    sock:settimeouts(ms(min(t.connect_timeout, deadline - now())), ms(deadline - now()), ms(deadline - now()))
-    local ok, err = sock:connect(t.host, t.port, t.pool_opts)
+    local rest = deadline - now()
+    local left = ms(rest)
+    sock:settimeouts(ms(min(connect_timeout, rest)), left, left)
+    local ok, err = sock:connect(p.host, port, p.connect)
     if not ok then
       local what = connect_failure(err)
       if what == "resolve" and find(err, "no resolver", 1, true) then
@@ -168,24 +194,24 @@ local function attempt(ex, t)
       return ex:fail(what, err)
     end
     local reused = sock:getreusedtimes() > 0
-    if t.https and not reused then
+    if p.https and not reused then
       sock:settimeout(ms(deadline - now()))
-      ok, err = sock:sslhandshake(nil, t.server_name, t.verify)
+      ok, err = sock:sslhandshake(nil, server_name, p.verify)
       if not ok then
         sock:close()
         return ex:fail(tls_failure(err), "TLS handshake: " .. err)
       end
     end
-    ok, err = sock:send(t.request) -- bounded by the send timeout set at the start
+    ok, err = sock:send(request) -- bounded by the send timeout set at the start
     local whole, what, text
     if not ok then
-      whole, what, text = false, reused and err ~= "timeout" and "stale" or (err == "timeout" and "timeout" or "send"), err
+      whole, what, text = false, err == "timeout" and "timeout" or "stale", err
     else
-      whole, what, text = read_response(sock, ex, deadline, reused)
+      whole, what, text = read_response(sock, ex, deadline, started, reused)
     end
     if whole then
       if what then -- may be kept: back to the worker's pool
-        sock:setkeepalive(M.KEEPALIVE_TIMEOUT * 1000, t.pool_size)
+        sock:setkeepalive(M.KEEPALIVE_TIMEOUT * 1000, p.pool_size)
       else
         sock:close()
       end
@@ -194,7 +220,7 @@ local function attempt(ex, t)
     sock:close()
     if what == nil then return end -- the C side knows already
     -- a request not safe to repeat that was sent whole may have arrived
-    if what ~= "stale" or not reused or (ok and not t.repeat_safe) then
+    if what ~= "stale" or not reused or (ok and not repeat_safe) then
       if what == "stale" then what = ok and io_failure(text) or "send" end
       if what == "timeout" then text = "Operation timed out after " .. ms(now() - started) .. " milliseconds" end
       return ex:fail(what, text)
@@ -202,36 +228,6 @@ local function attempt(ex, t)
     -- the server closed a kept connection before answering: once more at once
   end
   return ex:fail("closed", "the server closed the connection before answering")
-end
-
--- connect()'s options for a pool key and size, made once each (connect
--- only reads them): one table less for the collector per request.
-local pool_options = {}
-
-local function pool_options_of(pool_key, pool_size)
-  local by_size = pool_options[pool_key]
-  if by_size == nil then
-    by_size = {}
-    pool_options[pool_key] = by_size
-  end
-  local o = by_size[pool_size]
-  if o == nil then
-    o = { pool = pool_key, pool_size = pool_size }
-    by_size[pool_size] = o
-  end
-  return o
-end
-
--- What every attempt of an exchange connects to and sends.
-local function target_of(ex, pool_size)
-  local scheme, host, port, server_name, pool_key, repeat_safe, connect_timeout, timeout = ex:target()
-  return {
-    https = scheme == "https", host = host, port = port, server_name = server_name,
-    verify = find(pool_key, ":verify", 1, true) ~= nil,
-    pool_opts = pool_options_of(pool_key, pool_size),
-    pool_size = pool_size, request = ex:request(), repeat_safe = repeat_safe,
-    connect_timeout = connect_timeout, timeout = timeout,
-  }
 end
 
 -- ---- tokens from a provider function ----
@@ -316,29 +312,32 @@ end
 -- cl (a client, or nil) gets the rate-limit figures and, if it has a token
 -- function, renews `token` (what ex carries) after a 401, once.
 local function run(ex, pool_size, window, cl, refused, token)
-  local t = target_of(ex, pool_size)
-  t.token = token
+  local scheme, host, port, server_name, pool_key, repeat_safe, connect_timeout, timeout, request = ex:target()
+  local p = place_of(pool_key, pool_size, scheme == "https", host)
+  local asks = cl ~= nil and cl.provider ~= nil -- a 401 may want a new token
   while true do
-    attempt(ex, t)
+    attempt(ex, p, port, server_name, request, repeat_safe, connect_timeout, timeout)
     if window then window:take(ex) end
-    local delay = ex:next_attempt()
+    local delay, msg, err, info = ex:next_attempt(not asks)
     if delay then
       sleep(delay) -- a timer that keeps an exiting worker alive until it fires
-    elseif cl and cl.provider and ex:wants_token() then
-      local status, answer = ask_token(cl, ex, t.token, refused)
+    elseif not asks then
+      if cl then keep_rate_limit(cl, ex) end
+      return msg, err, info
+    elseif ex:wants_token() then
+      local status, answer = ask_token(cl, ex, token, refused)
       if status == "failed" then
-        if cl then keep_rate_limit(cl, ex) end
+        keep_rate_limit(cl, ex)
         return token_failure(answer, ex:attempts())
       end
       if status ~= "new" then break end -- the 401 as it is
       ex:renew(answer)
-      t.token, t.request = answer, ex:request()
+      token, request = answer, ex:request()
     else
       break
     end
   end
-  t.request = nil
-  if cl then keep_rate_limit(cl, ex) end
+  keep_rate_limit(cl, ex)
   return ex:result()
 end
 
