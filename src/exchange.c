@@ -1,5 +1,6 @@
 #include "exchange.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,8 +106,10 @@ static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl
     int i, ok;
     *handle = NULL; /* nothing to free until the exchange is there */
     luaL_setmetatable(L, GHL_EXCHANGE_MT);
-    ex = calloc(1, sizeof *ex);
+    ex = malloc(sizeof *ex);
     if (ex == NULL) luaL_error(L, "ghl: out of memory");
+    memset(ex, 0, offsetof(ghl_exchange, secrets)); /* the secrets and ids are written as they come */
+    ex->secrets.count = 0;
     *handle = ex;
     ex->options = *o;
     ex->options.token_fn = 0; /* a stack index of the caller's */
@@ -383,6 +386,21 @@ static int exchange_request(lua_State *L) {
     return 1;
 }
 
+/* "ghl:<scheme>:<host>:<port>:<verify|noverify|>": connections are shared
+ * only between exchanges that would make the same one. */
+static void push_pool_key(lua_State *L, const target *t, int verify) {
+    char key[GHL_MAX_BASE_URL + 64], *k = key;
+    const char *scheme = t->https ? "ghl:https:" : "ghl:http:", *tls = t->https ? (verify ? "verify" : "noverify") : "";
+    memcpy(k, scheme, strlen(scheme));
+    k += strlen(scheme);
+    memcpy(k, t->host, t->host_len); /* within base_url, at most GHL_MAX_BASE_URL */
+    k += t->host_len;
+    k += sprintf(k, ":%ld:", t->port);
+    memcpy(k, tls, strlen(tls));
+    k += strlen(tls);
+    lua_pushlstring(L, key, (size_t)(k - key));
+}
+
 /* ex:target() -> scheme, host, port, server_name, pool_key, repeat_safe,
  * connect_timeout, timeout, request (what ex:request() gives): all a first
  * attempt needs, in one call */
@@ -397,9 +415,7 @@ static int exchange_target(lua_State *L) {
         lua_pushlstring(L, t.host + 1, t.host_len - 2);
     else
         lua_pushlstring(L, t.host, t.host_len);
-    /* connections are shared only between exchanges that would make the same one */
-    lua_pushfstring(L, "ghl:%s:%s:%d:%s", t.https ? "https" : "http", lua_tostring(L, -3), (int)t.port,
-                    t.https ? (ex->options.ssl_verify ? "verify" : "noverify") : "");
+    push_pool_key(L, &t, ex->options.ssl_verify);
     lua_pushboolean(L, ex->request.endpoint->repeat_safe);
     lua_pushnumber(L, ex->options.connect_timeout);
     lua_pushnumber(L, ex->options.timeout);

@@ -49,11 +49,9 @@
 
 typedef struct ghl_exchange {
     ghl_options options; /* its own copies of the strings */
-    ghl_secrets secrets;
     ghl_request request; /* points at the copies below */
     ghl_endpoint own;    /* client:request's row */
-    char args[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
-    char *owned; /* path, query, body and version, one block; NULL: none */
+    char *owned;         /* path, query, body and version, one block; NULL: none */
     ghl_response response;
     ghl_http1 reader;   /* this attempt's response, read from the bytes fed */
     ghl_buffer scratch; /* the request bytes while they are made; wiped */
@@ -65,6 +63,9 @@ typedef struct ghl_exchange {
     int had_response;   /* some attempt got a status: last_ratelimit holds its figures */
     ghl_ratelimit last_ratelimit;
     unsigned long rng;
+    /* not zeroed when made (written as used): */
+    ghl_secrets secrets;
+    char args[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
 } ghl_exchange;
 
 /* Registers the two metatables and sets _exchange and _window in the

@@ -107,7 +107,7 @@ int ghl_secrets_init(ghl_secrets *s, const char *token, const char *proxy) {
     const char *pw;
     size_t n;
     int i;
-    memset(s, 0, sizeof *s);
+    s->count = 0; /* the arrays are written as it grows */
     if (token != NULL && add_with_forms(s, token, strlen(token), 0) != 0) return -1;
     if (proxy != NULL && (pw = proxy_password(proxy, &n)) != NULL && add_with_forms(s, pw, n, 0) != 0) return -1;
     /* the environment may change later: ours are copies */
@@ -129,7 +129,7 @@ void ghl_secrets_free(ghl_secrets *s) {
         memset((char *)s->text[i], 0, s->len[i]);
         free((char *)s->text[i]);
     }
-    memset(s, 0, sizeof *s);
+    s->count = 0;
 }
 
 const char *ghl_find_secret(const ghl_secrets *s, const char *p, const char *end, int *which) {
