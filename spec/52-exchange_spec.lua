@@ -157,6 +157,37 @@ describe("ghl._exchange_call", function()
     assert.same({ 100, 98 }, { rl.max, rl.remaining })
   end)
 
+  -- guards: the request bytes are built on the C stack while they fit, and move to the heap past it
+  it("builds requests of every size, a query past 1 KB and a body of 10 KB included", function()
+    for _, n in ipairs({ 1, 1500, 2100, 10000 }) do
+      local text = string.rep("x", n)
+      local req = ghl._exchange_call("send_message", opts(), nil, false, { type = "SMS", contactId = "c1", message = text }):request()
+      local head, body = req:match("^(.-\r\n)\r\n(.*)$")
+      assert.truthy(head:find("\r\nContent-Length: " .. #body .. "\r\n", 1, true), n)
+      assert.equal(text, require("cjson").decode(body).message, n)
+      local ex = ghl._exchange_call("list_messages", opts(), nil, false, "conv_1", { lastMessageId = text:sub(1, 200), limit = 5 })
+      assert.equal("GET /v2/conversations/conv_1/messages?lastMessageId=" .. text:sub(1, 200) .. "&limit=5 HTTP/1.1\r\n",
+        ex:request():match("^[^\n]*\n"), n)
+    end
+    local long = string.rep("q", 1200)
+    local req = ghl._exchange_call("request", opts(), nil, false, "GET", "/x", { query = { a = long } }):request()
+    assert.equal("GET /v2/x?a=" .. long .. " HTTP/1.1\r\n", req:match("^[^\n]*\n"))
+  end)
+
+  -- guards: a body lives in the exchange's own storage while it fits, and moves to the heap past it
+  it("reads bodies of every size, also a large one and then a small one on a retry", function()
+    for _, n in ipairs({ 10, 4000, 5000, 70000 }) do
+      local ex = ghl._exchange_call("get_message", opts({ retries = 1 }), nil, false, "m1")
+      local big = string.rep("b", n)
+      answer(ex, "HTTP/1.1 503 Service Unavailable", '{"message":"' .. big .. '"}')
+      assert.equal(0, ex:next_attempt(), n)
+      answer(ex, "HTTP/1.1 200 OK", '{"message":{"id":"m1","body":"' .. big:sub(1, math.floor(n / 2)) .. '"}}')
+      local _, msg, err, info = ex:next_attempt(true)
+      assert.is_nil(err, n)
+      assert.same({ "m1", math.floor(n / 2), 2 }, { msg.id, #msg.body, info.attempts }, n)
+    end
+  end)
+
   it("next_attempt(true) gives a wait while a retry is due, then nil and what result() would give", function()
     local ex = ghl._exchange_call("get_message", opts({ retries = 1 }), nil, false, "m1")
     answer(ex, "HTTP/1.1 503 Service Unavailable", "{}")

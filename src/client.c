@@ -140,7 +140,7 @@ static void install_token(lua_State *L, ghl_client *c, const char *tok, size_t n
 
 /* Pushes "ghl: token provider failed: <why>" with the secrets cut out. */
 static void push_provider_error(lua_State *L, ghl_client *c, const char *why, size_t n) {
-    ghl_buffer b = {NULL, 0, 0};
+    ghl_buffer b = {NULL, 0, 0, 0};
     if (ghl_buffer_append(&b, why, n) != 0 || ghl_redact_buffer(&b, &c->secrets) != 0) {
         ghl_buffer_free(&b);
         luaL_error(L, "ghl: out of memory");

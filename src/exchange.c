@@ -44,9 +44,12 @@ static int exchange_gc(lua_State *L) {
     return 0;
 }
 
-/* Empties what the last attempt read, for the next one. */
+/* Empties what the last attempt read, for the next one; the body goes
+ * back to the exchange's own storage if it had outgrown it. */
 static void start_attempt(ghl_exchange *ex) {
     ghl_response_reset(&ex->response, GHL_BUFFER_KEEP);
+    if (ex->response.body.data == NULL)
+        ghl_buffer_borrow(&ex->response.body, ex->body_storage, sizeof ex->body_storage);
     ghl_http1_start(&ex->reader);
     ex->answered = 0;
 }
@@ -127,6 +130,7 @@ static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl
     ex->response.max_body = o->max_body_size;
     ex->response.wants_content_type = ex->request.endpoint->unwrap == GHL_UNWRAP_BYTES;
     ghl_response_reset(&ex->response, 0);
+    ghl_buffer_borrow(&ex->response.body, ex->body_storage, sizeof ex->body_storage);
     ghl_http1_start(&ex->reader);
     ex->rng = (unsigned long)time(NULL) ^ (unsigned long)(size_t)ex;
     return ex;
@@ -341,6 +345,15 @@ static void split_base_url(const ghl_options *o, target *t) {
     t->prefix_len = (size_t)(end - p);
 }
 
+/* n in decimal, written into out (at least 21 bytes); returns where it starts. */
+static const char *format_number(char *out, size_t n) {
+    char *p = out + 21;
+    *p = '\0';
+    do *--p = (char)('0' + n % 10);
+    while ((n /= 10) != 0);
+    return p;
+}
+
 /* ex:request() -> the bytes to send: request line, Host, the headers every
  * request carries (ghl_request_headers), asking for an identity body (the
  * Lua transport does not decode gzip or deflate), Content-Length and the
@@ -348,29 +361,38 @@ static void split_base_url(const ghl_options *o, target *t) {
 static int exchange_request(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     ghl_header h[GHL_MAX_HEADERS];
-    char port[16];
+    /* most requests fit here, and need no allocation */
+    char bytes[2048], url[1024], length_digits[24], port_digits[24];
     target t;
     ghl_buffer *b = &ex->scratch;
     const ghl_request *r = &ex->request;
-    char length[40];
-    int i, n, ok;
+    const char *length = NULL;
+    size_t len;
+    char *data;
+    int i, n, ok, on_stack;
     if (ex->options.token == NULL && !r->endpoint->no_auth)
         luaL_error(L, "ghl: the exchange has no token yet (ex:set_token)");
     wipe(b);
+    ghl_buffer_free(b);
+    ghl_buffer_borrow(b, bytes, sizeof bytes);
+    ghl_buffer_borrow(&ex->target, url, sizeof url);
     split_base_url(&ex->options, &t);
     /* a body's length; a POST, PUT or PATCH without one says 0 */
-    length[0] = '\0';
     if (r->body != NULL)
-        snprintf(length, sizeof length, "Content-Length: %lu\r\n", (unsigned long)r->body_len);
+        length = format_number(length_digits, r->body_len);
     else if (strcmp(r->endpoint->method, "GET") != 0 && strcmp(r->endpoint->method, "DELETE") != 0)
-        snprintf(length, sizeof length, "Content-Length: 0\r\n");
-    snprintf(port, sizeof port, ":%ld", t.port);
+        length = "0";
     /* the request target: base_url's path prefix, the path and its query */
     ok = ghl_request_url(&ex->request, t.prefix, t.prefix_len, &ex->target) == 0 &&
          ghl_buffer_append(b, r->endpoint->method, strlen(r->endpoint->method)) == 0 &&
          ghl_buffer_append(b, " ", 1) == 0 && ghl_buffer_append(b, ex->target.data, ex->target.len) == 0 &&
-         ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 && ghl_buffer_append(b, t.host, t.host_len) == 0 &&
-         (t.default_port || ghl_buffer_append(b, port, strlen(port)) == 0) && ghl_buffer_append(b, "\r\n", 2) == 0;
+         ghl_buffer_append(b, " HTTP/1.1\r\nHost: ", 17) == 0 && ghl_buffer_append(b, t.host, t.host_len) == 0;
+    ghl_buffer_free(&ex->target); /* no pointer into this frame outlives it */
+    if (ok && !t.default_port) {
+        const char *port = format_number(port_digits, (size_t)t.port);
+        ok = ghl_buffer_append(b, ":", 1) == 0 && ghl_buffer_append(b, port, strlen(port)) == 0;
+    }
+    ok = ok && ghl_buffer_append(b, "\r\n", 2) == 0;
     n = ghl_request_headers(&ex->options, &ex->request, h);
     for (i = 0; ok && i < n; i++) {
         const char *value = strcmp(h[i].name, "Accept-Encoding") == 0 ? "identity" : h[i].value;
@@ -378,10 +400,18 @@ static int exchange_request(lua_State *L) {
              ghl_buffer_append(b, h[i].prefix, strlen(h[i].prefix)) == 0 &&
              ghl_buffer_append(b, value, strlen(value)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0;
     }
-    ok = ok && ghl_buffer_append(b, length, strlen(length)) == 0 && ghl_buffer_append(b, "\r\n", 2) == 0 &&
+    if (ok && length != NULL)
+        ok = ghl_buffer_append(b, "Content-Length: ", 16) == 0 && ghl_buffer_append(b, length, strlen(length)) == 0 &&
+             ghl_buffer_append(b, "\r\n", 2) == 0;
+    ok = ok && ghl_buffer_append(b, "\r\n", 2) == 0 &&
          (r->body == NULL || ghl_buffer_append(b, r->body, r->body_len) == 0);
-    if (ok) lua_pushlstring(L, b->data, b->len); /* on out of memory, __gc still frees b */
-    wipe(b);                                     /* it holds the token */
+    data = b->data;
+    len = b->len;
+    on_stack = b->borrowed;
+    if (on_stack) ghl_buffer_free(b);      /* ex keeps no pointer into this frame; a large one is ex's until wiped */
+    if (ok) lua_pushlstring(L, data, len); /* on out of memory, __gc still frees a large one */
+    memset(data, 0, len);                  /* it holds the token */
+    if (!on_stack) ghl_buffer_free(b);
     if (!ok) luaL_error(L, "ghl: out of memory");
     return 1;
 }

@@ -46,6 +46,7 @@
 
 #define GHL_EXCHANGE_MT "ghl.exchange"
 #define GHL_WINDOW_MT "ghl.window"
+#define GHL_EXCHANGE_BODY 4096
 
 typedef struct ghl_exchange {
     ghl_options options; /* its own copies of the strings */
@@ -66,6 +67,7 @@ typedef struct ghl_exchange {
     /* not zeroed when made (written as used): */
     ghl_secrets secrets;
     char args[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
+    char body_storage[GHL_EXCHANGE_BODY]; /* a body up to this size needs no allocation of its own */
 } ghl_exchange;
 
 /* Registers the two metatables and sets _exchange and _window in the

@@ -146,7 +146,7 @@ const char *ghl_find_secret(const ghl_secrets *s, const char *p, const char *end
 }
 
 int ghl_redact_buffer(ghl_buffer *b, const ghl_secrets *s) {
-    ghl_buffer out = {NULL, 0, 0};
+    ghl_buffer out = {NULL, 0, 0, 0};
     const char *p, *end, *hit;
     int which = 0, ok = 0;
     if (b->len == 0 || s->count == 0) return 0;
@@ -187,7 +187,7 @@ static void cut_secret_start(char *text, size_t cap, const ghl_secrets *s) {
 }
 
 void ghl_redact_string(char *text, size_t cap, const ghl_secrets *s) {
-    ghl_buffer b = {NULL, 0, 0};
+    ghl_buffer b = {NULL, 0, 0, 0};
     size_t n = strlen(text);
     if (s->count == 0 || n == 0) return;
     if (n + 1 >= cap) cut_secret_start(text, cap, s);
