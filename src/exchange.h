@@ -12,7 +12,8 @@
  *   ex = ghl._exchange_call(name, opts, token, batch, ...)  a client method's
  *                   request, its arguments checked as the C client does
  *   ex:target()     scheme, host, port, server_name, pool_key, repeat_safe,
- *                   connect_timeout, timeout (seconds, one attempt)
+ *                   connect_timeout, timeout (seconds, one attempt), and the
+ *                   request bytes ex:request() gives
  *   ex:request()    the request bytes (request line, Host, every header, body)
  *   ex:feed(bytes)  the next bytes read from the connection (http1.c reads
  *                   the response from them) -> nil: more are needed; true,
@@ -23,8 +24,9 @@
  *                   body ran to the end); false: cut short (ex:fail done)
  *   ex:fail(what, text)  no whole response; what is one of resolve, connect,
  *                   timeout, send, recv, closed, tls, verify, protocol
- *   ex:next_attempt()  the seconds to wait before the next attempt, or nil
- *                   when the exchange is done (the C retry rule)
+ *   ex:next_attempt([with_result])  the seconds to wait before the next
+ *                   attempt, or nil when the exchange is done (the C retry
+ *                   rule); with with_result, nil and ex:result()'s returns
  *   ex:result()     message, nil, info  or  nil, errmsg, info
  *   ex:batch()      concurrency, max_retry_delay (get_messages' settings)
  *
