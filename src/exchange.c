@@ -26,8 +26,31 @@ static ghl_exchange **exchange_handle(lua_State *L, int idx) {
     return luaL_checkudata(L, idx, GHL_EXCHANGE_MT);
 }
 
+/* The exchanges of a Lua state that ended, kept for the next ones (an
+ * upvalue of __gc and of the functions that make them): at some 7 KB an
+ * exchange is past glibc's per-thread cache, and with hundreds of requests
+ * in flight its large-chunk bins cost more than the rest of the setup. */
+#define POOL_MAX 64
+typedef struct exchange_pool {
+    int count;
+    int closed; /* its __gc ran (the state is closing): keep nothing more */
+    ghl_exchange *free[POOL_MAX];
+} exchange_pool;
+
+static exchange_pool *pool_of(lua_State *L) {
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int pool_gc(lua_State *L) {
+    exchange_pool *p = lua_touserdata(L, 1);
+    while (p->count > 0) free(p->free[--p->count]);
+    p->closed = 1;
+    return 0;
+}
+
 /* Frees what the exchange owns; safe on one only partly built. __gc. */
 static int exchange_gc(lua_State *L) {
+    exchange_pool *p = pool_of(L);
     ghl_exchange **handle = exchange_handle(L, 1), *ex = *handle;
     if (ex == NULL) return 0;
     *handle = NULL;
@@ -40,7 +63,10 @@ static int exchange_gc(lua_State *L) {
     ex->owned = NULL;
     ghl_secrets_free(&ex->secrets);
     ghl_options_free(&ex->options);
-    free(ex);
+    if (p->closed || p->count == POOL_MAX)
+        free(ex);
+    else
+        p->free[p->count++] = ex;
     return 0;
 }
 
@@ -103,13 +129,13 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
 /* Pushes a new exchange for request r (its strings copied) with options o
  * (checked; the strings still on the stack); form: the index of an oauth
  * form whose secrets are cut out of what comes back, else 0. */
-static ghl_exchange *push_exchange(lua_State *L, const ghl_options *o, const ghl_request *r, const ghl_endpoint *own,
-                                   int form) {
+static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, const ghl_options *o, const ghl_request *r,
+                                   const ghl_endpoint *own, int form) {
     ghl_exchange **handle = lua_newuserdata(L, sizeof *handle), *ex;
     int i, ok;
     *handle = NULL; /* nothing to free until the exchange is there */
     luaL_setmetatable(L, GHL_EXCHANGE_MT);
-    ex = malloc(sizeof *ex);
+    ex = pool->count > 0 ? pool->free[--pool->count] : malloc(sizeof *ex);
     if (ex == NULL) luaL_error(L, "ghl: out of memory");
     memset(ex, 0, offsetof(ghl_exchange, secrets)); /* the secrets and ids are written as they come */
     ex->secrets.count = 0;
@@ -185,7 +211,7 @@ static int exchange_call(lua_State *L) {
         ghl_options_read(L, call_opts, &o, scopes);
     }
     choose_token(L, 3, &o, &r);
-    push_exchange(L, &o, &r, &own, form);
+    push_exchange(L, pool_of(L), &o, &r, &own, form);
     return 1;
 }
 
@@ -677,8 +703,15 @@ void ghl_exchange_open(lua_State *L) {
         {"room", window_room},
         {NULL, NULL},
     };
+    exchange_pool *pool = lua_newuserdata(L, sizeof *pool);
+    pool->count = pool->closed = 0;
+    lua_newtable(L);
+    lua_pushcfunction(L, pool_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
     luaL_newmetatable(L, GHL_EXCHANGE_MT);
-    lua_pushcfunction(L, exchange_gc);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, exchange_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, exchange_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -697,9 +730,10 @@ void ghl_exchange_open(lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
-    lua_pushcfunction(L, exchange_new);
-    lua_setfield(L, -2, "_exchange");
-    lua_pushcfunction(L, exchange_call);
+    lua_pushvalue(L, -1); /* the pool */
+    lua_pushcclosure(L, exchange_new, 1);
+    lua_setfield(L, -3, "_exchange");
+    lua_pushcclosure(L, exchange_call, 1);
     lua_setfield(L, -2, "_exchange_call");
     lua_pushcfunction(L, window_new);
     lua_setfield(L, -2, "_window");
