@@ -293,19 +293,7 @@ static void start_batch(lua_State *L, ghl_client *c, ghl_job *jobs, int *heap, i
 
 /* Shapes a finished job's response: pushes the three returns. */
 static void push_result(lua_State *L, ghl_client *c, const ghl_job *job, ghl_response *r) {
-    ghl_shape s;
-    int error_status = r->status < 200 || r->status > 299;
-    /* an error body's text reaches errmsg and info.message: cut the secrets
-     * out before it is decoded (a 2xx body reaches info only as info.body,
-     * which the shaper cuts) */
-    if (r->out_of_memory || (error_status && ghl_redact_buffer(&r->body, &c->secrets) != 0))
-        luaL_error(L, "ghl: out of memory");
-    s.request = &job->request;
-    s.response = r;
-    s.attempts = job->attempts;
-    s.convert_enums = c->options.convert_enums;
-    s.secrets = &c->secrets;
-    ghl_shape_push(L, &s);
+    ghl_shape_push_answer(L, &job->request, r, job->attempts, c->options.convert_enums, &c->secrets);
 }
 
 /* One request: x->job. */

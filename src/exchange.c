@@ -576,18 +576,7 @@ static int exchange_closed(lua_State *L) {
 /* Pushes the exchange's three returns (ex is at 1 and stays there while
  * Lua code may run). */
 static void push_result(lua_State *L, ghl_exchange *ex) {
-    ghl_response *r = &ex->response;
-    ghl_shape s;
-    /* an error body reaches errmsg and info.message: cut the secrets out
-     * before it is decoded (client.c does the same) */
-    if (r->out_of_memory || ((r->status < 200 || r->status > 299) && ghl_redact_buffer(&r->body, &ex->secrets) != 0))
-        luaL_error(L, "ghl: out of memory");
-    s.request = &ex->request;
-    s.response = r;
-    s.attempts = ex->attempts;
-    s.convert_enums = ex->options.convert_enums;
-    s.secrets = &ex->secrets;
-    ghl_shape_push(L, &s);
+    ghl_shape_push_answer(L, &ex->request, &ex->response, ex->attempts, ex->options.convert_enums, &ex->secrets);
 }
 
 /* ex:result() -> message, nil, info  or  nil, errmsg, info */

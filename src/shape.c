@@ -625,3 +625,16 @@ void ghl_shape_push(lua_State *L, const ghl_shape *s) {
     lua_pushvalue(L, info);
     lua_remove(L, info);
 }
+
+void ghl_shape_push_answer(lua_State *L, const ghl_request *req, ghl_response *r, int attempts, int convert_enums,
+                           const ghl_secrets *secrets) {
+    ghl_shape s;
+    if (r->out_of_memory || ((r->status < 200 || r->status > 299) && ghl_redact_buffer(&r->body, secrets) != 0))
+        luaL_error(L, "ghl: out of memory");
+    s.request = req;
+    s.response = r;
+    s.attempts = attempts;
+    s.convert_enums = convert_enums;
+    s.secrets = secrets;
+    ghl_shape_push(L, &s);
+}

@@ -24,6 +24,13 @@ typedef struct ghl_shape {
  * complaints become kind "decode". */
 void ghl_shape_push(lua_State *L, const ghl_shape *s);
 
+/* The three returns of request req's response r after `attempts`: an error
+ * body's text reaches errmsg and info.message, so the secrets are cut out of
+ * it first (a 2xx body reaches info only as info.body, which the shaper
+ * cuts). Raises on out of memory. */
+void ghl_shape_push_answer(lua_State *L, const ghl_request *req, ghl_response *r, int attempts, int convert_enums,
+                           const ghl_secrets *secrets);
+
 /* Pushes {max=..., remaining=..., ...}, or nil when none was present. */
 void ghl_push_ratelimit(lua_State *L, const ghl_ratelimit *rl);
 
