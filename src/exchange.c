@@ -445,13 +445,17 @@ static int exchange_request(lua_State *L) {
 /* "ghl:<scheme>:<host>:<port>:<verify|noverify|>": connections are shared
  * only between exchanges that would make the same one. */
 static void push_pool_key(lua_State *L, const target *t, int verify) {
-    char key[GHL_MAX_BASE_URL + 64], *k = key;
-    const char *scheme = t->https ? "ghl:https:" : "ghl:http:", *tls = t->https ? (verify ? "verify" : "noverify") : "";
+    char key[GHL_MAX_BASE_URL + 64], digits[24], *k = key;
+    const char *scheme = t->https ? "ghl:https:" : "ghl:http:", *tls = t->https ? (verify ? "verify" : "noverify") : "",
+               *port = format_number(digits, (size_t)t->port);
     memcpy(k, scheme, strlen(scheme));
     k += strlen(scheme);
     memcpy(k, t->host, t->host_len); /* within base_url, at most GHL_MAX_BASE_URL */
     k += t->host_len;
-    k += sprintf(k, ":%ld:", t->port);
+    *k++ = ':';
+    memcpy(k, port, strlen(port));
+    k += strlen(port);
+    *k++ = ':';
     memcpy(k, tls, strlen(tls));
     k += strlen(tls);
     lua_pushlstring(L, key, (size_t)(k - key));
