@@ -213,6 +213,66 @@ describe("ghl._exchange_call", function()
     assert.equal("audio/x-wav", info.content_type)
   end)
 
+  it("release empties an exchange and reuse fills it with a new request, as _exchange_call would", function()
+    local unpack_ = table.unpack or unpack -- luacheck: ignore
+    local cases = {
+      { "get_message", opts(), nil, false, "m1" },
+      { "send_message", opts(), nil, false, { type = "SMS", contactId = "c1" } },
+      { "list_messages", opts({ user_agent = "ua/" .. ("u"):rep(3000) }), nil, false, "conv_1", { limit = 2 } },
+      { "request", opts(), nil, false, "PATCH", "/x/y", { json = { a = ("b"):rep(3000) }, version = "2099-01-01" } },
+      { "oauth_token", { base_url = BASE }, nil, false, { client_id = "id1", client_secret = "cs-secret-42" } },
+      { "get_message", opts({ token = "t" .. ("k"):rep(3000) }), nil, false, "m2" },
+    }
+    local ex = ghl._exchange_call(unpack_(cases[1]))
+    for round = 1, 3 do
+      for i, case in ipairs(cases) do
+        local want = ghl._exchange_call(unpack_(case))
+        ex:release()
+        assert.equal("ghl.exchange (freed)", tostring(ex))
+        assert.equal("ghl: the exchange is freed", raised(ex.request, ex))
+        assert.equal(ex, ex:reuse(unpack_(case)))
+        assert.same({ want:target() }, { ex:target() }, round .. ":" .. i)
+        assert.equal(want:request(), ex:request(), round .. ":" .. i)
+      end
+    end
+    assert.equal("ghl: reuse of an exchange not released", raised(ex.reuse, ex, unpack_(cases[1])))
+    ex:release()
+    ex:release() -- twice is harmless
+    assert.equal(raised(ghl._exchange_call, "get_message", opts(), nil, false, "a/b"),
+      raised(ex.reuse, ex, "get_message", opts(), nil, false, "a/b"))
+    assert.equal(raised(ghl._exchange_call, "request", opts(), nil, false, nil, "/x"),
+      raised(ex.reuse, ex, "request", opts(), nil, false, nil, "/x"))
+    assert.equal("ghl: bad argument 'method' (string expected, got nil)",
+      raised(ghl._exchange_call, "request", opts(), nil, false, nil, "/x"))
+  end)
+
+  it("answers on a reused exchange and renews a token held in its room or on the heap", function()
+    local long = "t" .. ("L"):rep(3000)
+    local ex = ghl._exchange_call("get_message", opts(), nil, false, "m1")
+    for _, first in ipairs({ "tok-room-1", long }) do
+      for _, second in ipairs({ "tok-room-2", long .. "2" }) do
+        ex:release()
+        ex:reuse("get_message", opts({ token = function() end }), nil, false, "m1")
+        ex:set_token(first)
+        answer(ex, "HTTP/1.1 401 Unauthorized", '{"statusCode":401,"message":"Invalid JWT ' .. first .. '"}')
+        assert.is_nil(ex:next_attempt())
+        assert.is_true(ex:wants_token())
+        ex:renew(second)
+        assert.truthy(ex:request():find("\r\nAuthorization: Bearer " .. second .. "\r\n", 1, true))
+        answer(ex, "HTTP/1.1 500 Internal Server Error", '{"message":"' .. first .. " " .. second .. '"}')
+        assert.is_nil(ex:next_attempt())
+        local msg, err = ex:result()
+        assert.is_nil(msg)
+        assert.equal("ghl: HTTP 500 Internal Server Error: <redacted> <redacted> (GET /conversations/messages/m1)", err)
+      end
+    end
+    ex:release()
+    ex:reuse("get_message", opts(), nil, false, "m3")
+    answer(ex, "HTTP/1.1 200 OK", OK_MESSAGE)
+    local msg, err, info = select(2, ex:next_attempt(true))
+    assert.same({ "m1", "TYPE_SMS", nil, 1 }, { msg.id, msg.messageType, err, info.attempts })
+  end)
+
   it("leaves ghl._exchange(id, opts) as before", function()
     local ex = ghl._exchange("m1", opts())
     assert.truthy(ex:request():find("^GET /v2/conversations/messages/m1 HTTP/1.1\r\n"))

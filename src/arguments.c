@@ -173,7 +173,10 @@ static void read_request_args(lua_State *L, int idx, ghl_request *r, ghl_endpoin
 int ghl_read_request(lua_State *L, int arg, ghl_request *r, ghl_endpoint *own) {
     int m;
     size_t n;
-    const char *method = luaL_checkstring(L, arg), *path;
+    const char *method, *path;
+    if (lua_type(L, arg) != LUA_TSTRING)
+        luaL_error(L, "ghl: bad argument 'method' (string expected, got %s)", luaL_typename(L, arg));
+    method = lua_tostring(L, arg);
     for (m = 0; request_methods[m] != NULL && strcmp(method, request_methods[m]) != 0; m++) {
     }
     if (request_methods[m] == NULL)

@@ -48,7 +48,7 @@ static void release(ghl_client *c) {
     curl_slist_free_all(c->transport.headers);
     c->transport.headers = NULL;
     ghl_secrets_free(&c->secrets);
-    ghl_options_free(&c->options);
+    ghl_options_free(&c->options, NULL, 0);
 }
 
 /* Closes now, or when the call it is in ends. */
@@ -75,7 +75,8 @@ static ghl_client *new_client(lua_State *L, const ghl_options *o) {
         lua_setfield(L, -2, "token");
     }
     ghl_setuservalue(L, -2);
-    if (ghl_options_own(&c->options) != 0 || ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
+    if (ghl_options_own(&c->options, NULL, 0, NULL) != 0 ||
+        ghl_secrets_init(&c->secrets, c->options.token, c->options.proxy) != 0 ||
         (c->options.token != NULL && (c->transport.headers = ghl_header_list(&c->options, NULL)) == NULL)) {
         release(c);
         luaL_error(L, "ghl: out of memory");

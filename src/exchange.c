@@ -48,25 +48,40 @@ static int pool_gc(lua_State *L) {
     return 0;
 }
 
-/* Frees what the exchange owns; safe on one only partly built. __gc. */
-static int exchange_gc(lua_State *L) {
-    exchange_pool *p = pool_of(L);
-    ghl_exchange **handle = exchange_handle(L, 1), *ex = *handle;
-    if (ex == NULL) return 0;
+/* Frees what the exchange behind handle owns (safe on one only partly
+ * built) and keeps its memory for the next one; the handle is then empty. */
+static void release_exchange(exchange_pool *p, ghl_exchange **handle) {
+    ghl_exchange *ex = *handle;
+    if (ex == NULL) return;
     *handle = NULL;
     ghl_response_free(&ex->response);
     ghl_http1_free(&ex->reader);
     wipe(&ex->scratch);
     ghl_buffer_free(&ex->scratch);
     ghl_buffer_free(&ex->target);
-    free(ex->owned);
+    if (ex->owned != NULL && ex->request.body != NULL) /* an oauth form's secrets */
+        memset((char *)ex->request.body, 0, ex->request.body_len);
+    if (!ghl_in_room(ex->owned, ex->room, sizeof ex->room)) free(ex->owned);
     ex->owned = NULL;
     ghl_secrets_free(&ex->secrets);
-    ghl_options_free(&ex->options);
+    ghl_options_free(&ex->options, ex->room, sizeof ex->room);
     if (p->closed || p->count == POOL_MAX)
         free(ex);
     else
         p->free[p->count++] = ex;
+}
+
+/* __gc */
+static int exchange_gc(lua_State *L) {
+    release_exchange(pool_of(L), exchange_handle(L, 1));
+    return 0;
+}
+
+/* ex:release(): the exchange is over; what it holds is freed now, and the
+ * empty handle may carry another request (ex:reuse), which spares the
+ * collector a userdata and a finalizer per request. */
+static int exchange_release(lua_State *L) {
+    release_exchange(pool_of(L), exchange_handle(L, 1));
     return 0;
 }
 
@@ -110,7 +125,12 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
     if (r->body != NULL) total += r->body_len + 1;
     if (r->version != NULL) total += strlen(r->version) + 1;
     if (total == 0) return 0;
-    if ((ex->owned = p = malloc(total)) == NULL) return -1;
+    if (total <= sizeof ex->room - ex->room_used) {
+        ex->owned = p = ex->room + ex->room_used;
+        ex->room_used += total;
+    } else if ((ex->owned = p = malloc(total)) == NULL) {
+        return -1;
+    }
 #define OWN_COPY(field, n)      \
     if (r->field != NULL) {     \
         memcpy(p, r->field, n); \
@@ -126,15 +146,22 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
     return 0;
 }
 
-/* Pushes a new exchange for request r (its strings copied) with options o
- * (checked; the strings still on the stack); form: the index of an oauth
- * form whose secrets are cut out of what comes back, else 0. */
-static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, const ghl_options *o, const ghl_request *r,
-                                   const ghl_endpoint *own, int form) {
-    ghl_exchange **handle = lua_newuserdata(L, sizeof *handle), *ex;
+/* Pushes an exchange for request r (its strings copied) with options o
+ * (checked; the strings still on the stack): on the empty handle at index
+ * reuse, else on a new one; form: the index of an oauth form whose secrets
+ * are cut out of what comes back, else 0. */
+static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, int reuse, const ghl_options *o,
+                                   const ghl_request *r, const ghl_endpoint *own, int form) {
+    ghl_exchange **handle, *ex;
     int i, ok;
-    *handle = NULL; /* nothing to free until the exchange is there */
-    luaL_setmetatable(L, GHL_EXCHANGE_MT);
+    if (reuse) {
+        lua_pushvalue(L, reuse);
+        handle = exchange_handle(L, -1);
+    } else {
+        handle = lua_newuserdata(L, sizeof *handle);
+        *handle = NULL; /* nothing to free until the exchange is there */
+        luaL_setmetatable(L, GHL_EXCHANGE_MT);
+    }
     ex = pool->count > 0 ? pool->free[--pool->count] : malloc(sizeof *ex);
     if (ex == NULL) luaL_error(L, "ghl: out of memory");
     memset(ex, 0, offsetof(ghl_exchange, secrets)); /* the secrets and ids are written as they come */
@@ -142,8 +169,9 @@ static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, const ghl_
     *handle = ex;
     ex->options = *o;
     ex->options.token_fn = 0; /* a stack index of the caller's */
-    ok = ghl_options_own(&ex->options) == 0 && own_request(ex, r, own) == 0 &&
-         ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) == 0;
+    ex->room_used = 0;
+    ok = ghl_options_own(&ex->options, ex->room, sizeof ex->room, &ex->room_used) == 0 &&
+         own_request(ex, r, own) == 0 && ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) == 0;
     if (!ok) luaL_error(L, "ghl: out of memory");                 /* __gc frees what was made */
     for (i = 0; form != 0 && ghl_oauth_secrets[i] != NULL; i++) { /* what must never come back */
         size_t len;
@@ -182,15 +210,11 @@ static void choose_token(lua_State *L, int idx, ghl_options *o, const ghl_reques
     if (o->token_fn) o->token = NULL;
 }
 
-/* ghl._exchange_call(name, opts, token, batch, ...): the request the client
- * method `name` makes with the arguments `...` (its per-call options
- * last), with the client options opts, as ghl.new(opts):name(...) would;
- * token: a string in place of opts.token (nil: opts.token; for a provider,
- * ex:set_token later); batch: accept get_messages' keys. "oauth_token" takes
- * (form) and oauth_token's opts. Misuse raises. */
-static int exchange_call(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
-    int batch = lua_toboolean(L, 4), form = 0, call_opts = 0;
+/* Pushes the exchange of (name, opts, token, batch, ...) at index base on:
+ * the empty handle at index reuse, or a new one (reuse 0). */
+static int build_exchange(lua_State *L, int base, int reuse) {
+    const char *name = luaL_checkstring(L, base);
+    int batch = lua_toboolean(L, base + 3), form = 0, call_opts = 0;
     int scopes = GHL_SCOPE_CALL | (batch ? GHL_SCOPE_BATCH : 0);
     ghl_options o;
     ghl_request r;
@@ -198,21 +222,31 @@ static int exchange_call(lua_State *L) {
     memset(&r, 0, sizeof r);
     memset(&own, 0, sizeof own);
     if (strcmp(name, "oauth_token") == 0) {
-        lua_settop(L, 5);
-        form = 5;
+        lua_settop(L, base + 4);
+        form = base + 4;
         ghl_read_oauth_form(L, form, &r); /* the form first, as ghl.oauth_token */
-        ghl_check_oauth_options(L, 2);
+        ghl_check_oauth_options(L, base + 1);
         ghl_options_defaults(&o);
-        ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
+        ghl_options_read(L, base + 1, &o, GHL_SCOPE_CLIENT | GHL_SCOPE_CALL);
     } else {
-        call_opts = ghl_read_call(L, name, 5, &r, &own); /* the ids and strings stay on the stack */
+        call_opts = ghl_read_call(L, name, base + 4, &r, &own); /* the ids and strings stay on the stack */
         ghl_options_defaults(&o);
-        ghl_options_read(L, 2, &o, GHL_SCOPE_CLIENT | scopes);
+        ghl_options_read(L, base + 1, &o, GHL_SCOPE_CLIENT | scopes);
         ghl_options_read(L, call_opts, &o, scopes);
     }
-    choose_token(L, 3, &o, &r);
-    push_exchange(L, pool_of(L), &o, &r, &own, form);
+    choose_token(L, base + 2, &o, &r);
+    push_exchange(L, pool_of(L), reuse, &o, &r, &own, form);
     return 1;
+}
+
+/* ghl._exchange_call(name, opts, token, batch, ...): the request the client
+ * method `name` makes with the arguments `...` (its per-call options
+ * last), with the client options opts, as ghl.new(opts):name(...) would;
+ * token: a string in place of opts.token (nil: opts.token; for a provider,
+ * ex:set_token later); batch: accept get_messages' keys. "oauth_token" takes
+ * (form) and oauth_token's opts. Misuse raises. */
+static int exchange_call(lua_State *L) {
+    return build_exchange(L, 1, 0);
 }
 
 /* ghl._exchange(id, opts [, batch]): ghl._exchange_call("get_message",
@@ -226,6 +260,13 @@ static int exchange_new(lua_State *L) {
     lua_pushnil(L);
     lua_insert(L, 3); /* name, opts, nil, batch, id */
     return exchange_call(L);
+}
+
+/* ex:reuse(name, opts, token, batch, ...) -> ex: ghl._exchange_call's
+ * exchange on a released handle. */
+static int exchange_reuse(lua_State *L) {
+    if (*exchange_handle(L, 1) != NULL) luaL_error(L, "ghl: reuse of an exchange not released");
+    return build_exchange(L, 2, 1);
 }
 
 /* ex:set_token(token): the token the next request bytes carry; the one it
@@ -243,7 +284,10 @@ static void install_token(lua_State *L, ghl_exchange *ex, int idx) {
     ghl_secrets_free(&ex->secrets);
     ok = ghl_secrets_init(&ex->secrets, copy, ex->options.proxy) == 0 &&
          (old == NULL || ghl_secrets_add(&ex->secrets, old, strlen(old)) == 0);
-    if (old != NULL) memset(old, 0, strlen(old)), free(old);
+    if (old != NULL) {
+        memset(old, 0, strlen(old));
+        if (!ghl_in_room(old, ex->room, sizeof ex->room)) free(old);
+    }
     if (!ok) luaL_error(L, "ghl: out of memory");
 }
 
@@ -712,6 +756,12 @@ void ghl_exchange_open(lua_State *L) {
     lua_setfield(L, -2, "__metatable"); /* no Lua code can reach __gc and free it mid-use */
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, exchange_release, 1);
+    lua_setfield(L, -2, "release");
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, exchange_reuse, 1);
+    lua_setfield(L, -2, "reuse");
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 

@@ -49,12 +49,13 @@
 #define GHL_EXCHANGE_MT "ghl.exchange"
 #define GHL_WINDOW_MT "ghl.window"
 #define GHL_EXCHANGE_BODY 4096
+#define GHL_EXCHANGE_ROOM 2048
 
 typedef struct ghl_exchange {
     ghl_options options; /* its own copies of the strings */
     ghl_request request; /* points at the copies below */
     ghl_endpoint own;    /* client:request's row */
-    char *owned;         /* path, query, body and version, one block; NULL: none */
+    char *owned;         /* path, query, body and version, one block (in room if it fits); NULL: none */
     ghl_response response;
     ghl_http1 reader;   /* this attempt's response, read from the bytes fed */
     ghl_buffer scratch; /* the request bytes while they are made; wiped */
@@ -69,6 +70,8 @@ typedef struct ghl_exchange {
     /* not zeroed when made (written as used): */
     ghl_secrets secrets;
     char args[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
+    size_t room_used;
+    char room[GHL_EXCHANGE_ROOM];         /* the copies of the option strings and of owned while they fit */
     char body_storage[GHL_EXCHANGE_BODY]; /* a body up to this size needs no allocation of its own */
 } ghl_exchange;
 

@@ -90,12 +90,35 @@ local function split_options(opts)
   return copy, size
 end
 
--- ghl._exchange_call, raising its misuse errors as the C module does (no
--- position: LuaJIT would name this file's line).
+-- Released exchanges (empty handles) for the next requests of this Lua
+-- state: a request then makes no userdata, and the collector runs no
+-- finalizer for it. One that raised or was abandoned is left to the collector.
+local SPARE_MAX = 1024
+local spare, spares = {}, 0
+
+-- ghl._exchange_call (on a spare handle if there is one), raising its
+-- misuse errors as the C module does (no position: LuaJIT would name this
+-- file's line).
 local function exchange(name, opts, token, batch, ...)
-  local ok, ex = pcall(new_call, name, opts, token, batch, ...)
+  local ok, ex
+  if spares > 0 then
+    local h = spare[spares]
+    spare[spares], spares = nil, spares - 1
+    ok, ex = pcall(h.reuse, h, name, opts, token, batch, ...)
+  else
+    ok, ex = pcall(new_call, name, opts, token, batch, ...)
+  end
   if not ok then error(ex, 0) end
   return ex
+end
+
+-- ex is over: its memory goes back now, its handle to the spares.
+local function release(ex)
+  ex:release()
+  if spares < SPARE_MAX then
+    spares = spares + 1
+    spare[spares] = ex
+  end
 end
 
 local function ms(seconds)
@@ -315,20 +338,25 @@ local function run(ex, pool_size, window, cl, refused, token)
   local scheme, host, port, server_name, pool_key, repeat_safe, connect_timeout, timeout, request = ex:target()
   local p = place_of(pool_key, pool_size, scheme == "https", host)
   local asks = cl ~= nil and cl.provider ~= nil -- a 401 may want a new token
+  local msg, err, info
   while true do
     attempt(ex, p, port, server_name, request, repeat_safe, connect_timeout, timeout)
     if window then window:take(ex) end
-    local delay, msg, err, info = ex:next_attempt(not asks)
+    local delay
+    delay, msg, err, info = ex:next_attempt(not asks)
     if delay then
       sleep(delay) -- a timer that keeps an exiting worker alive until it fires
     elseif not asks then
       if cl then keep_rate_limit(cl, ex) end
+      release(ex)
       return msg, err, info
     elseif ex:wants_token() then
       local status, answer = ask_token(cl, ex, token, refused)
       if status == "failed" then
         keep_rate_limit(cl, ex)
-        return token_failure(answer, ex:attempts())
+        local attempts = ex:attempts()
+        release(ex)
+        return token_failure(answer, attempts)
       end
       if status ~= "new" then break end -- the 401 as it is
       ex:renew(answer)
@@ -338,7 +366,9 @@ local function run(ex, pool_size, window, cl, refused, token)
     end
   end
   keep_rate_limit(cl, ex)
-  return ex:result()
+  msg, err, info = ex:result()
+  release(ex)
+  return msg, err, info
 end
 
 -- ---- the client ----
@@ -375,7 +405,10 @@ local function client_run(cl, ex, refused, window)
   local token
   if cl.provider then
     local status, answer = ask_token(cl, ex, nil, refused)
-    if status ~= "new" then return token_failure(answer, 0) end
+    if status ~= "new" then
+      release(ex)
+      return token_failure(answer, 0)
+    end
     ex:set_token(answer)
     token = answer
   end
@@ -413,9 +446,13 @@ local function batch(ids, make, fetch)
     if not exchanges[id] then
       exchanges[id] = ex
       order[#order + 1] = id
+    else
+      release(ex)
     end
   end
-  local concurrency, max_retry_delay = make("x"):batch()
+  local probe = make("x")
+  local concurrency, max_retry_delay = probe:batch()
+  release(probe)
   local messages, failures = {}, {}
   local window = new_window(max_retry_delay)
   local slots, running_count, nxt = {}, 0, 1
@@ -512,7 +549,7 @@ local function iterator(name)
   local p = PAGERS[name]
   return function(self, ...)
     -- everything checked now, as the page method would; nothing fetched yet
-    client_exchange(check_open(self, name), p.fetch, false, ...)
+    release(client_exchange(check_open(self, name), p.fetch, false, ...))
     local st = { client = self, pager = p, name = name, index = 0 }
     local query, opts
     if p.has_id then
@@ -578,7 +615,7 @@ function M.new(opts)
   local o, pool_size = split_options(opts)
   local own = {}
   for k, v in pairs(o or {}) do own[k] = v end
-  exchange("get_message", own, nil, false, "x") -- checks the options as ghl.new does
+  release(exchange("get_message", own, nil, false, "x")) -- checks the options as ghl.new does
   return (make_client(own, pool_size))
 end
 
