@@ -29,6 +29,9 @@
  *                   rule); with with_result, nil and ex:result()'s returns
  *   ex:result()     message, nil, info  or  nil, errmsg, info
  *   ex:batch()      concurrency, max_retry_delay (get_messages' settings)
+ *   ex:release()    frees what an ended exchange holds; the handle is empty
+ *   ex:reuse(name, opts, token, batch, ...)  _exchange_call's exchange on
+ *                   a released handle (no new userdata, no finalizer)
  *
  *   w = ghl._window(max_retry_delay)
  *   w:take(ex)      takes in ex's last response's rate-limit figures
