@@ -252,8 +252,7 @@ describe("ghl._exchange_call", function()
     for _, first in ipairs({ "tok-room-1", long }) do
       for _, second in ipairs({ "tok-room-2", long .. "2" }) do
         ex:release()
-        ex:reuse("get_message", opts({ token = function() end }), nil, false, "m1")
-        ex:set_token(first)
+        ex:reuse("get_message", opts({ token = function() end }), first, false, "m1") -- first: in the store or not
         answer(ex, "HTTP/1.1 401 Unauthorized", '{"statusCode":401,"message":"Invalid JWT ' .. first .. '"}')
         assert.is_nil(ex:next_attempt())
         assert.is_true(ex:wants_token())
@@ -271,6 +270,70 @@ describe("ghl._exchange_call", function()
     answer(ex, "HTTP/1.1 200 OK", OK_MESSAGE)
     local msg, err, info = select(2, ex:next_attempt(true))
     assert.same({ "m1", "TYPE_SMS", nil, 1 }, { msg.id, msg.messageType, err, info.attempts })
+  end)
+
+  it("a reuse that Lua code run while it reads its arguments filled first raises and leaks nothing", function()
+    local ex = ghl._exchange_call("get_message", opts(), nil, false, "m0")
+    ex:release()
+    local args = setmetatable({}, { __index = function(_, key)
+      if key == "version" then ex:reuse("get_message", opts(), nil, false, "m1") end
+    end })
+    assert.equal("ghl: reuse of an exchange not released", raised(ex.reuse, ex, "request", opts(), nil, false, "GET", "/x", args))
+    assert.truthy(ex:request():find("^GET /v2/conversations/messages/m1 HTTP/1.1\r\n"))
+    ex:release()
+  end)
+
+  it("a release from a finalizer that runs inside one of the exchange's methods waits for it to return", function()
+    local newproxy = newproxy -- luacheck: ignore
+    local function finalizable(fn)
+      if newproxy then -- 5.1, LuaJIT: only userdata have finalizers
+        local u = newproxy(true)
+        getmetatable(u).__gc = fn
+        return u
+      end
+      return setmetatable({}, { __gc = fn })
+    end
+    -- an answer of 300 tables: the collector steps while result() makes them, on every version
+    local body = '{"message":{"id":"m1","meta":{"items":[' .. ('{"a":1},'):rep(299) .. '{"a":1}]}}}'
+    local inside, deferred, at_once = nil, 0, 0
+    local function result(ex) -- nothing is made while inside is set but by the method and the call
+      inside = ex
+      local ok, msg = pcall(ex.result, ex)
+      inside = nil
+      return ok, msg
+    end
+    for _ = 1, 20 do
+      local ex = ghl._exchange_call("get_message", opts(), nil, false, "m1")
+      answer(ex, "HTTP/1.1 200 OK", body)
+      assert.is_nil(ex:next_attempt())
+      local released = false
+      local function arm() -- a finalizer that, run outside a call, leaves another one
+        finalizable(function()
+          if released then return end
+          if inside ~= ex then return arm() end
+          released = true
+          ex:release()
+          if tostring(ex) == "ghl.exchange (freed)" then -- ran as the call ended, not in the method
+            at_once = at_once + 1
+          else
+            deferred = deferred + 1
+          end
+        end)
+      end
+      for _ = 1, 20 do arm() end
+      for _ = 1, 5000 do -- until a collection cycle has come round (the more the heap holds, the later)
+        local ok, msg = result(ex)
+        if not ok then -- released as a call of it ended: the next one says so
+          assert.equal("ghl: the exchange is freed", msg)
+          break
+        end
+        assert.same({ "m1", 300, 1 }, { msg.id, #msg.meta.items, msg.meta.items[300].a })
+      end
+      assert.is_true(released)
+      assert.equal("ghl.exchange (freed)", tostring(ex))
+    end
+    assert.equal(20, deferred + at_once)
+    assert.is_true(deferred > 0, "no finalizer ran inside a method")
   end)
 
   it("leaves ghl._exchange(id, opts) as before", function()

@@ -1071,7 +1071,8 @@ static int ghl_oauth_token(lua_State *L) {
     for (i = 0; ghl_oauth_secrets[i] != NULL; i++) { /* what must never come back in an error */
         size_t len;
         const char *v;
-        lua_getfield(L, 1, ghl_oauth_secrets[i]);
+        lua_pushstring(L, ghl_oauth_secrets[i]);
+        lua_rawget(L, 1); /* as the body reads the form */
         v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (v != NULL && ghl_secrets_add(&c->secrets, v, len) != 0) {
             release(c);

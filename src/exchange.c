@@ -49,11 +49,13 @@ static int pool_gc(lua_State *L) {
 }
 
 /* Frees what the exchange behind handle owns (safe on one only partly
- * built) and keeps its memory for the next one; the handle is then empty. */
+ * built) and keeps its memory for the next one in pool p (NULL: frees it);
+ * the handle is then empty. */
 static void release_exchange(exchange_pool *p, ghl_exchange **handle) {
     ghl_exchange *ex = *handle;
     if (ex == NULL) return;
     *handle = NULL;
+    if (ex->secret_answer && ex->response.body.data != NULL) memset(ex->response.body.data, 0, ex->response.body.cap);
     ghl_response_free(&ex->response);
     ghl_http1_free(&ex->reader);
     wipe(&ex->scratch);
@@ -61,11 +63,11 @@ static void release_exchange(exchange_pool *p, ghl_exchange **handle) {
     ghl_buffer_free(&ex->target);
     if (ex->owned != NULL && ex->request.body != NULL) /* an oauth form's secrets */
         memset((char *)ex->request.body, 0, ex->request.body_len);
-    if (!ghl_in_room(ex->owned, ex->room, sizeof ex->room)) free(ex->owned);
+    if (!ghl_in_store(ex->owned, ex->store, sizeof ex->store)) free(ex->owned);
     ex->owned = NULL;
     ghl_secrets_free(&ex->secrets);
-    ghl_options_free(&ex->options, ex->room, sizeof ex->room);
-    if (p->closed || p->count == POOL_MAX)
+    ghl_options_free(&ex->options, ex->store, sizeof ex->store);
+    if (p == NULL || p->closed || p->count == POOL_MAX)
         free(ex);
     else
         p->free[p->count++] = ex;
@@ -79,10 +81,27 @@ static int exchange_gc(lua_State *L) {
 
 /* ex:release(): the exchange is over; what it holds is freed now, and the
  * empty handle may carry another request (ex:reuse), which spares the
- * collector a userdata and a finalizer per request. */
+ * collector a userdata and a finalizer per request. Called from Lua code
+ * that runs inside one of the exchange's own methods (a finalizer, a hook),
+ * it waits for that method to return. */
 static int exchange_release(lua_State *L) {
-    release_exchange(pool_of(L), exchange_handle(L, 1));
+    ghl_exchange **handle = exchange_handle(L, 1);
+    if (*handle != NULL && (*handle)->busy > 0)
+        (*handle)->release_pending = 1;
+    else
+        release_exchange(pool_of(L), handle);
     return 0;
+}
+
+/* Around the part of a method (ex at 1) that makes Lua values while it
+ * reads ex: what runs meanwhile cannot free ex. After a raise inside, ex
+ * stays busy, and only the collector frees it. */
+static void enter(ghl_exchange *ex) {
+    ex->busy++;
+}
+
+static void leave(lua_State *L, ghl_exchange *ex) {
+    if (--ex->busy == 0 && ex->release_pending) release_exchange(NULL, exchange_handle(L, 1));
 }
 
 /* Empties what the last attempt read, for the next one; the body goes
@@ -125,9 +144,9 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
     if (r->body != NULL) total += r->body_len + 1;
     if (r->version != NULL) total += strlen(r->version) + 1;
     if (total == 0) return 0;
-    if (total <= sizeof ex->room - ex->room_used) {
-        ex->owned = p = ex->room + ex->room_used;
-        ex->room_used += total;
+    if (total <= sizeof ex->store - ex->store_used) {
+        ex->owned = p = ex->store + ex->store_used;
+        ex->store_used += total;
     } else if ((ex->owned = p = malloc(total)) == NULL) {
         return -1;
     }
@@ -147,16 +166,25 @@ static int own_request(ghl_exchange *ex, const ghl_request *r, const ghl_endpoin
 }
 
 /* Pushes an exchange for request r (its strings copied) with options o
- * (checked; the strings still on the stack): on the empty handle at index
- * reuse, else on a new one; form: the index of an oauth form whose secrets
- * are cut out of what comes back, else 0. */
-static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, int reuse, const ghl_options *o,
+ * (checked; the strings still on the stack), built into the empty handle at
+ * handle_idx, or into a new one when 0; form: the index of an oauth form
+ * whose secrets are cut out of what comes back, else 0. */
+static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, int handle_idx, const ghl_options *o,
                                    const ghl_request *r, const ghl_endpoint *own, int form) {
     ghl_exchange **handle, *ex;
-    int i, ok;
-    if (reuse) {
-        lua_pushvalue(L, reuse);
+    int i, ok, secrets_at = lua_gettop(L) + 1, nsecrets = 0;
+    /* what must never come back: read as the form's body is (raw), before
+     * the exchange exists, so that no Lua code runs once it does */
+    luaL_checkstack(L, 8, "ghl: too many arguments");
+    for (i = 0; form != 0 && ghl_oauth_secrets[i] != NULL; i++, nsecrets++) {
+        lua_pushstring(L, ghl_oauth_secrets[i]);
+        lua_rawget(L, form);
+    }
+    if (handle_idx) {
+        lua_pushvalue(L, handle_idx);
         handle = exchange_handle(L, -1);
+        /* filled meanwhile by Lua code that ran while the arguments were read */
+        if (*handle != NULL) luaL_error(L, "ghl: reuse of an exchange not released");
     } else {
         handle = lua_newuserdata(L, sizeof *handle);
         *handle = NULL; /* nothing to free until the exchange is there */
@@ -169,18 +197,16 @@ static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, int reuse,
     *handle = ex;
     ex->options = *o;
     ex->options.token_fn = 0; /* a stack index of the caller's */
-    ex->room_used = 0;
-    ok = ghl_options_own(&ex->options, ex->room, sizeof ex->room, &ex->room_used) == 0 &&
+    ex->store_used = 0;
+    ex->secret_answer = form != 0;
+    ok = ghl_options_own(&ex->options, ex->store, sizeof ex->store, &ex->store_used) == 0 &&
          own_request(ex, r, own) == 0 && ghl_secrets_init(&ex->secrets, ex->options.token, ex->options.proxy) == 0;
-    if (!ok) luaL_error(L, "ghl: out of memory");                 /* __gc frees what was made */
-    for (i = 0; form != 0 && ghl_oauth_secrets[i] != NULL; i++) { /* what must never come back */
+    for (i = 0; ok && i < nsecrets; i++) {
         size_t len;
-        const char *v;
-        lua_getfield(L, form, ghl_oauth_secrets[i]);
-        v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (v != NULL && ghl_secrets_add(&ex->secrets, v, len) != 0) luaL_error(L, "ghl: out of memory");
-        lua_pop(L, 1);
+        const char *v = lua_type(L, secrets_at + i) == LUA_TSTRING ? lua_tolstring(L, secrets_at + i, &len) : NULL;
+        if (v != NULL && ghl_secrets_add(&ex->secrets, v, len) != 0) ok = 0;
     }
+    if (!ok) luaL_error(L, "ghl: out of memory"); /* __gc frees what was made */
     ex->response.max_body = o->max_body_size;
     ex->response.wants_content_type = ex->request.endpoint->unwrap == GHL_UNWRAP_BYTES;
     ghl_response_reset(&ex->response, 0);
@@ -210,9 +236,10 @@ static void choose_token(lua_State *L, int idx, ghl_options *o, const ghl_reques
     if (o->token_fn) o->token = NULL;
 }
 
-/* Pushes the exchange of (name, opts, token, batch, ...) at index base on:
- * the empty handle at index reuse, or a new one (reuse 0). */
-static int build_exchange(lua_State *L, int base, int reuse) {
+/* Reads (name, opts, token, batch, ...) from index base on and pushes their
+ * exchange, built into the empty handle at handle_idx, or into a new one
+ * when 0. */
+static int build_exchange(lua_State *L, int base, int handle_idx) {
     const char *name = luaL_checkstring(L, base);
     int batch = lua_toboolean(L, base + 3), form = 0, call_opts = 0;
     int scopes = GHL_SCOPE_CALL | (batch ? GHL_SCOPE_BATCH : 0);
@@ -235,7 +262,7 @@ static int build_exchange(lua_State *L, int base, int reuse) {
         ghl_options_read(L, call_opts, &o, scopes);
     }
     choose_token(L, base + 2, &o, &r);
-    push_exchange(L, pool_of(L), reuse, &o, &r, &own, form);
+    push_exchange(L, pool_of(L), handle_idx, &o, &r, &own, form);
     return 1;
 }
 
@@ -286,7 +313,7 @@ static void install_token(lua_State *L, ghl_exchange *ex, int idx) {
          (old == NULL || ghl_secrets_add(&ex->secrets, old, strlen(old)) == 0);
     if (old != NULL) {
         memset(old, 0, strlen(old));
-        if (!ghl_in_room(old, ex->room, sizeof ex->room)) free(old);
+        if (!ghl_in_store(old, ex->store, sizeof ex->store)) free(old);
     }
     if (!ok) luaL_error(L, "ghl: out of memory");
 }
@@ -322,8 +349,7 @@ static int exchange_renew(lua_State *L) {
  * errmsg: what a provider's pcall gave, judged by the token rule (renewal:
  * it was given the token that failed, the exchange's); a raised message has
  * the exchange's tokens cut out. */
-static int exchange_token_answer(lua_State *L) {
-    ghl_exchange *ex = check_exchange(L);
+static int push_token_answer(lua_State *L, ghl_exchange *ex) {
     int renewal = lua_toboolean(L, 4);
     size_t n;
     const char *tok;
@@ -364,6 +390,15 @@ static int exchange_token_answer(lua_State *L) {
     return 2;
 }
 
+static int exchange_token_answer(lua_State *L) {
+    ghl_exchange *ex = check_exchange(L);
+    int n;
+    enter(ex);
+    n = push_token_answer(L, ex);
+    leave(L, ex);
+    return n;
+}
+
 /* ex:attempts() -> the attempts finished */
 static int exchange_attempts(lua_State *L) {
     lua_pushinteger(L, check_exchange(L)->attempts);
@@ -376,7 +411,9 @@ static int exchange_rate_limit(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     if (!ex->had_response) return 0;
     lua_pushboolean(L, 1);
+    enter(ex);
     ghl_push_ratelimit(L, &ex->last_ratelimit);
+    leave(L, ex);
     return 2;
 }
 
@@ -478,10 +515,12 @@ static int exchange_request(lua_State *L) {
     data = b->data;
     len = b->len;
     on_stack = b->borrowed;
-    if (on_stack) ghl_buffer_free(b);      /* ex keeps no pointer into this frame; a large one is ex's until wiped */
+    if (on_stack) ghl_buffer_free(b); /* ex keeps no pointer into this frame; a large one is ex's until wiped */
+    enter(ex);
     if (ok) lua_pushlstring(L, data, len); /* on out of memory, __gc still frees a large one */
     memset(data, 0, len);                  /* it holds the token */
     if (!on_stack) ghl_buffer_free(b);
+    leave(L, ex);
     if (!ok) luaL_error(L, "ghl: out of memory");
     return 1;
 }
@@ -512,6 +551,7 @@ static int exchange_target(lua_State *L) {
     ghl_exchange *ex = check_exchange(L);
     target t;
     split_base_url(&ex->options, &t);
+    enter(ex); /* t points into ex */
     lua_pushstring(L, t.https ? "https" : "http");
     lua_pushlstring(L, t.host, t.host_len);
     lua_pushinteger(L, (lua_Integer)t.port);
@@ -524,6 +564,7 @@ static int exchange_target(lua_State *L) {
     lua_pushnumber(L, ex->options.connect_timeout);
     lua_pushnumber(L, ex->options.timeout);
     exchange_request(L); /* ex is at 1 */
+    leave(L, ex);
     return 9;
 }
 
@@ -624,7 +665,9 @@ static int exchange_closed(lua_State *L) {
 /* Pushes the exchange's three returns (ex is at 1 and stays there while
  * Lua code may run). */
 static void push_result(lua_State *L, ghl_exchange *ex) {
+    enter(ex);
     ghl_shape_push_answer(L, &ex->request, &ex->response, ex->attempts, ex->options.convert_enums, &ex->secrets);
+    leave(L, ex); /* ex may be freed now */
 }
 
 /* ex:result() -> message, nil, info  or  nil, errmsg, info */
@@ -753,7 +796,7 @@ void ghl_exchange_open(lua_State *L) {
     lua_pushcfunction(L, exchange_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushliteral(L, GHL_EXCHANGE_MT);
-    lua_setfield(L, -2, "__metatable"); /* no Lua code can reach __gc and free it mid-use */
+    lua_setfield(L, -2, "__metatable"); /* no Lua code can reach __gc (ex:release waits for a method in progress) */
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
     lua_pushvalue(L, -3);

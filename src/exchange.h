@@ -29,7 +29,9 @@
  *                   rule); with with_result, nil and ex:result()'s returns
  *   ex:result()     message, nil, info  or  nil, errmsg, info
  *   ex:batch()      concurrency, max_retry_delay (get_messages' settings)
- *   ex:release()    frees what an ended exchange holds; the handle is empty
+ *   ex:release()    frees what the exchange holds (any time; from a
+ *                   finalizer that runs inside one of its own methods, once
+ *                   that method returns); the handle is then empty
  *   ex:reuse(name, opts, token, batch, ...)  _exchange_call's exchange on
  *                   a released handle (no new userdata, no finalizer)
  *
@@ -52,29 +54,32 @@
 #define GHL_EXCHANGE_MT "ghl.exchange"
 #define GHL_WINDOW_MT "ghl.window"
 #define GHL_EXCHANGE_BODY 4096
-#define GHL_EXCHANGE_ROOM 2048
+#define GHL_EXCHANGE_STORE 2048
 
 typedef struct ghl_exchange {
     ghl_options options; /* its own copies of the strings */
     ghl_request request; /* points at the copies below */
     ghl_endpoint own;    /* client:request's row */
-    char *owned;         /* path, query, body and version, one block (in room if it fits); NULL: none */
+    char *owned;         /* path, query, body and version, one block (in store if it fits); NULL: none */
     ghl_response response;
-    ghl_http1 reader;   /* this attempt's response, read from the bytes fed */
-    ghl_buffer scratch; /* the request bytes while they are made; wiped */
-    ghl_buffer target;  /* the request target (path prefix, path, query) */
-    int attempts;       /* attempts finished */
-    int answered;       /* a status line came in this attempt */
-    int done;           /* next_attempt said no more */
-    int renewed;        /* has had its one repeat with a new token */
-    int had_response;   /* some attempt got a status: last_ratelimit holds its figures */
+    ghl_http1 reader;    /* this attempt's response, read from the bytes fed */
+    ghl_buffer scratch;  /* the request bytes while they are made; wiped */
+    ghl_buffer target;   /* the request target (path prefix, path, query) */
+    int attempts;        /* attempts finished */
+    int answered;        /* a status line came in this attempt */
+    int done;            /* next_attempt said no more */
+    int renewed;         /* has had its one repeat with a new token */
+    int had_response;    /* some attempt got a status: last_ratelimit holds its figures */
+    int busy;            /* methods in progress that may run Lua code: release waits */
+    int release_pending; /* ex:release() came while busy */
+    int secret_answer;   /* the answer holds secrets (oauth_token's): wiped when freed */
     ghl_ratelimit last_ratelimit;
     unsigned long rng;
     /* not zeroed when made (written as used): */
     ghl_secrets secrets;
     char args[GHL_MAX_PATH_ARGS][GHL_MAX_ID_LEN + 1];
-    size_t room_used;
-    char room[GHL_EXCHANGE_ROOM];         /* the copies of the option strings and of owned while they fit */
+    size_t store_used;                    /* bytes of store taken */
+    char store[GHL_EXCHANGE_STORE];       /* the copies of the option strings and of owned while they fit */
     char body_storage[GHL_EXCHANGE_BODY]; /* a body up to this size needs no allocation of its own */
 } ghl_exchange;
 

@@ -256,8 +256,8 @@ void ghl_options_push_key(lua_State *L, const ghl_options *o) {
     luaL_pushresult(&b);
 }
 
-int ghl_options_own(ghl_options *o, char *room, size_t room_size, size_t *room_used) {
-    size_t i, used = room_used != NULL ? *room_used : 0;
+int ghl_options_own(ghl_options *o, char *store, size_t store_size, size_t *store_used) {
+    size_t i, used = store_used != NULL ? *store_used : 0;
     int ok = 1;
     for (i = 0; i < NROWS; i++) {
         const char **field = FIELD(o, &rows[i], const char *);
@@ -265,8 +265,8 @@ int ghl_options_own(ghl_options *o, char *room, size_t room_size, size_t *room_u
         char *copy = NULL;
         if (!is_string_kind(rows[i].kind) || *field == NULL) continue;
         n = rows[i].kind == K_BASE_URL ? o->base_url_len : strlen(*field);
-        if (room != NULL && n + 1 <= room_size - used) {
-            copy = room + used;
+        if (store != NULL && n + 1 <= store_size - used) {
+            copy = store + used;
             used += n + 1;
         } else if (ok) {
             copy = malloc(n + 1);
@@ -279,22 +279,22 @@ int ghl_options_own(ghl_options *o, char *room, size_t room_size, size_t *room_u
         }
         *field = copy; /* NULL after a failure: ghl_options_free skips it */
     }
-    if (room_used != NULL) *room_used = used;
+    if (store_used != NULL) *store_used = used;
     return ok ? 0 : -1;
 }
 
-int ghl_in_room(const char *p, const char *room, size_t room_size) {
-    /* compared as addresses: p need not point into room */
-    return room != NULL && (size_t)p - (size_t)room < room_size;
+int ghl_in_store(const char *p, const char *store, size_t store_size) {
+    /* compared as addresses: p need not point into store */
+    return store != NULL && (size_t)p - (size_t)store < store_size;
 }
 
-void ghl_options_free(ghl_options *o, const char *room, size_t room_size) {
+void ghl_options_free(ghl_options *o, const char *store, size_t store_size) {
     size_t i;
     for (i = 0; i < NROWS; i++) {
         char **field = FIELD(o, &rows[i], char *);
         if (!is_string_kind(rows[i].kind) || *field == NULL) continue;
         if (rows[i].kind == K_SECRET) memset(*field, 0, strlen(*field));
-        if (!ghl_in_room(*field, room, room_size)) free(*field);
+        if (!ghl_in_store(*field, store, store_size)) free(*field);
         *field = NULL;
     }
 }

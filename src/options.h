@@ -80,18 +80,18 @@ void ghl_options_require_token(lua_State *L, ghl_options *o);
  * options are equal: the key of a state's cached connections. */
 void ghl_options_push_key(lua_State *L, const ghl_options *o);
 
-/* Replaces every string of o by a copy of its own: in room (room_size
- * bytes, NULL: none) after the *room_used bytes taken (which it moves on)
+/* Replaces every string of o by a copy of its own: in store (store_size
+ * bytes, NULL: none) after the *store_used bytes taken (which it moves on)
  * while they fit, the others malloc'd. Returns 0, or -1 when memory runs
  * out (what was copied is freed again by ghl_options_free). */
-int ghl_options_own(ghl_options *o, char *room, size_t room_size, size_t *room_used);
+int ghl_options_own(ghl_options *o, char *store, size_t store_size, size_t *store_used);
 
 /* Wipes the secrets ghl_options_own copied and frees the copies outside
- * room (the same room, or NULL). */
-void ghl_options_free(ghl_options *o, const char *room, size_t room_size);
+ * store (the same store, or NULL). */
+void ghl_options_free(ghl_options *o, const char *store, size_t store_size);
 
-/* Whether p points into the room_size bytes at room (NULL: none). */
-int ghl_in_room(const char *p, const char *room, size_t room_size);
+/* Whether p points into the store_size bytes at store (NULL: none). */
+int ghl_in_store(const char *p, const char *store, size_t store_size);
 
 /* Raises unless the value at idx is an id: 1-128 characters of [A-Za-z0-9_-]. */
 const char *ghl_check_id(lua_State *L, int idx, size_t *len);

@@ -94,17 +94,18 @@ end
 -- state: a request then makes no userdata, and the collector runs no
 -- finalizer for it. One that raised or was abandoned is left to the collector.
 local SPARE_MAX = 1024
-local spare, spares = {}, 0
+local spare_handles, spare_count = {}, 0
 
 -- ghl._exchange_call (on a spare handle if there is one), raising its
 -- misuse errors as the C module does (no position: LuaJIT would name this
 -- file's line).
 local function exchange(name, opts, token, batch, ...)
   local ok, ex
-  if spares > 0 then
-    local h = spare[spares]
-    spare[spares], spares = nil, spares - 1
+  if spare_count > 0 then
+    local h = spare_handles[spare_count]
+    spare_handles[spare_count], spare_count = nil, spare_count - 1
     ok, ex = pcall(h.reuse, h, name, opts, token, batch, ...)
+    if not ok then h:release() end -- what a raise left half made goes now
   else
     ok, ex = pcall(new_call, name, opts, token, batch, ...)
   end
@@ -115,9 +116,9 @@ end
 -- ex is over: its memory goes back now, its handle to the spares.
 local function release(ex)
   ex:release()
-  if spares < SPARE_MAX then
-    spares = spares + 1
-    spare[spares] = ex
+  if spare_count < SPARE_MAX then
+    spare_count = spare_count + 1
+    spare_handles[spare_count] = ex
   end
 end
 
