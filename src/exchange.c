@@ -183,7 +183,7 @@ static ghl_exchange *push_exchange(lua_State *L, exchange_pool *pool, int handle
     if (handle_idx) {
         lua_pushvalue(L, handle_idx);
         handle = exchange_handle(L, -1);
-        /* filled meanwhile by Lua code that ran while the arguments were read */
+        /* not released, or filled by Lua code that ran while the arguments were read */
         if (*handle != NULL) luaL_error(L, "ghl: reuse of an exchange not released");
     } else {
         handle = lua_newuserdata(L, sizeof *handle);
@@ -290,9 +290,10 @@ static int exchange_new(lua_State *L) {
 }
 
 /* ex:reuse(name, opts, token, batch, ...) -> ex: ghl._exchange_call's
- * exchange on a released handle. */
+ * exchange on a released handle (push_exchange checks that it is, once the
+ * arguments are read). */
 static int exchange_reuse(lua_State *L) {
-    if (*exchange_handle(L, 1) != NULL) luaL_error(L, "ghl: reuse of an exchange not released");
+    exchange_handle(L, 1);
     return build_exchange(L, 2, 1);
 }
 
