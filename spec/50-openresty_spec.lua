@@ -72,6 +72,11 @@ local function nginx_conf(dir, port, conf)
     "      lua_ssl_trusted_certificate " .. SYSTEM_CA .. ";",
     "      content_by_lua_block { " .. H .. ".content() }",
     "    }",
+    "    location /untrusted_tally {",
+    "      lua_ssl_trusted_certificate " .. SYSTEM_CA .. ";",
+    "      content_by_lua_block { " .. H .. ".tally() }",
+    "    }",
+    "    location /tally { content_by_lua_block { " .. H .. ".tally() } }",
     "    location /rewrite {",
     "      rewrite_by_lua_block { " .. H .. ".fetch_into_ctx() }",
     "      content_by_lua_block { " .. H .. ".reply_ctx() }",
@@ -193,6 +198,20 @@ function M.batch()
   ngx.update_time()
   if not ok then return M.reply({ raised = true, err = tostring(messages) }) end
   M.reply({ messages = messages, failures = failures, seconds = ngx.now() - t0 })
+end
+
+-- args.times fetches of one id, one after another: how many of each outcome
+-- ("message", "raised: <error>" or "<kind> <curl_code> <errmsg>").
+function M.tally()
+  local args = ngx.req.get_uri_args()
+  local o, seen = opts(args), {}
+  for _ = 1, tonumber(args.times) do
+    local ok, msg, err, info = pcall(resty.get_message, args.id, o)
+    local key = not ok and ("raised: " .. tostring(msg)) or msg and "message"
+      or (info.kind .. " " .. tostring(info.curl_code) .. " " .. err)
+    seen[key] = (seen[key] or 0) + 1
+  end
+  M.reply(seen)
 end
 
 -- For wrk: one fetch of an id of this request's own; 200 only when the
@@ -652,9 +671,22 @@ describe("ghl.resty in nginx", function()
       -- by the IP, so that no connection verified with the run's CA is in the pool
       local id = h.fresh_id("sms")
       local r = get_json(srv, "/untrusted", fetch_args(id, { base = https("127.0.0.1") }))
+      assert.is_table(r.info, "no info in the answer: " .. h.hide_token(json.encode(r)) .. "\n" .. error_log(srv))
       assert.equal("tls", r.info.kind)
       assert.equal(60, r.info.curl_code)
       assert.matches("^ghl: TLS error: TLS handshake: %d+: .* %(GET ", r.err)
+      assert.equal(0, #h.requests_for(id))
+    end)
+
+    it("an unknown CA and a name the certificate does not hold, 300 times each: every answer the same failure", function()
+      -- a handshake that completes within sslhandshake's call takes another path in nginx
+      local id = h.fresh_id("sms")
+      local seen = get_json(srv, "/untrusted_tally", fetch_args(id, { base = https("127.0.0.1"), times = 300 }))
+      local want = "tls 60 ghl: TLS error: TLS handshake: 21: unable to verify the first certificate (GET /conversations/messages/" .. id .. ")"
+      assert.same({ [want] = 300 }, seen)
+      seen = get_json(srv, "/tally", fetch_args(id, { base = https("wrong-name.test"), times = 300 }))
+      want = "tls 60 ghl: TLS error: TLS handshake: certificate host mismatch (GET /conversations/messages/" .. id .. ")"
+      assert.same({ [want] = 300 }, seen)
       assert.equal(0, #h.requests_for(id))
     end)
 

@@ -236,8 +236,8 @@ describe("ghl._exchange_call", function()
       end
     end
     assert.equal("ghl: reuse of an exchange not released", raised(ex.reuse, ex, unpack_(cases[1])))
-    ex:release()
-    ex:release() -- twice is harmless
+    assert.is_true(ex:release())
+    assert.is_true(ex:release()) -- twice is harmless
     assert.equal(raised(ghl._exchange_call, "get_message", opts(), nil, false, "a/b"),
       raised(ex.reuse, ex, "get_message", opts(), nil, false, "a/b"))
     assert.equal(raised(ghl._exchange_call, "request", opts(), nil, false, nil, "/x"),
@@ -312,10 +312,12 @@ describe("ghl._exchange_call", function()
           if released then return end
           if inside ~= ex then return arm() end
           released = true
-          ex:release()
+          local empty = ex:release()
           if tostring(ex) == "ghl.exchange (freed)" then -- ran as the call ended, not in the method
+            assert(empty == true, "release said the handle is not empty")
             at_once = at_once + 1
           else
+            assert(empty == false, "a deferred release said the handle is empty")
             deferred = deferred + 1
           end
         end)
@@ -334,6 +336,57 @@ describe("ghl._exchange_call", function()
     end
     assert.equal(20, deferred + at_once)
     assert.is_true(deferred > 0, "no finalizer ran inside a method")
+  end)
+
+  it("a raise inside one of its methods leaves an exchange in use: release says so, the collector frees it", function()
+    local newproxy = newproxy -- luacheck: ignore
+    local function finalizable(fn)
+      if newproxy then
+        local u = newproxy(true)
+        getmetatable(u).__gc = fn
+        return u
+      end
+      return setmetatable({}, { __gc = fn })
+    end
+    local body = '{"message":{"id":"m1","meta":{"items":[' .. ('{"a":1},'):rep(299) .. '{"a":1}]}}}'
+    local ex = ghl._exchange_call("get_message", opts(), nil, false, "m1")
+    answer(ex, "HTTP/1.1 200 OK", body)
+    assert.is_nil(ex:next_attempt())
+    local inside, ran = false, false
+    local function arm()
+      finalizable(function()
+        if ran then return end
+        if not inside then return arm() end
+        ran = true
+        error("finalizer says no")
+      end)
+    end
+    for _ = 1, 20 do arm() end
+    local raised_inside
+    for _ = 1, 5000 do
+      inside = true
+      local ok, msg = pcall(ex.result, ex)
+      inside = false
+      if not ok then
+        raised_inside = tostring(msg)
+        break
+      end
+      if ran then break end
+    end
+    assert.is_true(ran)
+    if _VERSION == "Lua 5.4" then -- a finalizer's error is a warning: the method ended as usual
+      assert.is_nil(raised_inside)
+      assert.is_true(ex:release())
+      assert.equal("ghl.exchange (freed)", tostring(ex))
+    else -- it unwound through the method
+      assert.truthy(raised_inside:find("finalizer says no", 1, true), raised_inside)
+      assert.is_false(ex:release())
+      assert.is_false(ex:release())
+      assert.equal("ghl: reuse of an exchange not released", raised(ex.reuse, ex, "get_message", opts(), nil, false, "m2"))
+    end
+    ex = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
   end)
 
   it("leaves ghl._exchange(id, opts) as before", function()

@@ -83,14 +83,16 @@ static int exchange_gc(lua_State *L) {
  * empty handle may carry another request (ex:reuse), which spares the
  * collector a userdata and a finalizer per request. Called from Lua code
  * that runs inside one of the exchange's own methods (a finalizer, a hook),
- * it waits for that method to return. */
+ * it waits for that method to return; after a raise inside one (a raising
+ * finalizer), the collector frees it. Returns whether the handle is empty. */
 static int exchange_release(lua_State *L) {
     ghl_exchange **handle = exchange_handle(L, 1);
     if (*handle != NULL && (*handle)->busy > 0)
         (*handle)->release_pending = 1;
     else
         release_exchange(pool_of(L), handle);
-    return 0;
+    lua_pushboolean(L, *handle == NULL); /* false: not empty yet, not to be reused */
+    return 1;
 }
 
 /* Around the part of a method (ex at 1) that makes Lua values while it

@@ -31,7 +31,8 @@
  *   ex:batch()      concurrency, max_retry_delay (get_messages' settings)
  *   ex:release()    frees what the exchange holds (any time; from a
  *                   finalizer that runs inside one of its own methods, once
- *                   that method returns); the handle is then empty
+ *                   that method returns) -> whether the handle is empty now
+ *                   (false: freed later, or by the collector; not reusable)
  *   ex:reuse(name, opts, token, batch, ...)  _exchange_call's exchange on
  *                   a released handle (no new userdata, no finalizer)
  *
