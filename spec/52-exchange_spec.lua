@@ -379,6 +379,7 @@ describe("ghl._exchange_call", function()
       assert.is_true(ex:release())
       assert.equal("ghl.exchange (freed)", tostring(ex))
     else -- it unwound through the method
+      assert.is_string(raised_inside, "the finalizer's error did not come out of ex:result()")
       assert.truthy(raised_inside:find("finalizer says no", 1, true), raised_inside)
       assert.is_false(ex:release())
       assert.is_false(ex:release())

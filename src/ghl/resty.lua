@@ -47,6 +47,9 @@ local M = {
   -- the longest a request waits for another one's call of the client's
   -- token function to end
   TOKEN_WAIT = 60,
+  -- handshakes of this worker that failed verification within sslhandshake's
+  -- call (see handshake below); read by the spec
+  _verify_failed_at_once = 0,
 }
 
 -- Where cosockets (and light threads) work.
@@ -177,42 +180,32 @@ local function read_response(sock, ex, deadline, started, reused)
   end
 end
 
--- sock:sslhandshake(nil, server_name, verify) -> true | nil, err. A
--- handshake that completes within the call (a fast server, on loopback)
+-- sock:sslhandshake(nil, server_name, verify) -> true | nil, err.
+-- A handshake that completes within the call (a fast server, on loopback)
 -- and then fails verification makes lua-resty-core 0.1.25 (Debian 12's)
 -- raise "assertion failed!" in place of returning the failure: its C side
--- reports success for that path, and the check of the recorded result is an
--- assert. The reason is then in resty.core's error buffers: read from there,
--- it is the same text the usual path returns.
-local function at_once_failure(raised)
-  local ok, text = pcall(function()
-    local ffi = require("ffi")
-    local msg = require("resty.core.base").get_errmsg_ptr()[0]
-    if msg == nil then return nil end
-    msg = ffi.string(msg)
-    local handshake_fn = debug.getregistry().__tcp_cosocket_mt.sslhandshake
-    for i = 1, 64 do
-      local name, value = debug.getupvalue(handshake_fn, i)
-      if name == nil then break end
-      if name == "openssl_error_code" then
-        local code = tonumber(value[0])
-        if code ~= 0 then msg = code .. ": " .. msg end
-        break
-      end
-    end
-    return msg
-  end)
-  if ok and text then return text end
-  return "certificate verification failed (" .. tostring(raised) .. ")"
+-- reports success for that path, and its check of the recorded result is an
+-- assert. That result is asked for again here, into buffers of our own: an
+-- error there is the failure the usual path returns (same text); anything
+-- else raised goes on up.
+local function failure_recorded(sock)
+  local ffi = require("ffi")
+  local base = require("resty.core.base")
+  local sess, msg, code = ffi.new("void *[1]"), ffi.new("char *[1]"), ffi.new("int[1]")
+  local rc = ffi.C.ngx_http_lua_ffi_socket_tcp_get_sslhandshake_result(base.get_request(), sock[1], sess, msg, code)
+  if rc ~= base.FFI_ERROR or msg[0] == nil then return nil end
+  local text = ffi.string(msg[0])
+  if code[0] ~= 0 then text = tonumber(code[0]) .. ": " .. text end
+  return text
 end
 
 local function handshake(sock, server_name, verify)
   local ok, done, err = pcall(sock.sslhandshake, sock, nil, server_name, verify)
   if ok then return done, err end
-  if verify and find(tostring(done), "assertion failed!", 1, true) then
-    return nil, at_once_failure(done), "verify"
-  end
-  error(done, 0)
+  local asked, text = pcall(failure_recorded, sock)
+  if not (asked and text) then error(done, 0) end
+  M._verify_failed_at_once = M._verify_failed_at_once + 1
+  return nil, text
 end
 
 -- Where an exchange connects, by pool key (scheme, host, port, TLS
@@ -258,11 +251,10 @@ local function attempt(ex, p, port, server_name, request, repeat_safe, connect_t
     local reused = sock:getreusedtimes() > 0
     if p.https and not reused then
       sock:settimeout(ms(deadline - now()))
-      local what
-      ok, err, what = handshake(sock, server_name, p.verify)
+      ok, err = handshake(sock, server_name, p.verify)
       if not ok then
         sock:close()
-        return ex:fail(what or tls_failure(err), "TLS handshake: " .. err)
+        return ex:fail(tls_failure(err), "TLS handshake: " .. err)
       end
     end
     ok, err = sock:send(request) -- bounded by the send timeout set at the start

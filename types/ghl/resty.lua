@@ -14,6 +14,7 @@
 ---@field KEEPALIVE_TIMEOUT number seconds an idle connection stays in the worker's pool, 60
 ---@field TOKEN_WAIT number seconds a request waits for another request's call of the client's token function, 60
 ---@field null lightuserdata `ghl.null`, the same value as `ngx.null` and `cjson.null`
+---@field _verify_failed_at_once integer Internal (may change in any release): handshakes of the worker whose failed verification nginx reported by a raise
 local ghl_resty = {}
 
 ---As `ghl.get_message`, on nginx cosockets, never blocking the worker's event loop.
