@@ -679,7 +679,24 @@ describe("ghl.resty in nginx", function()
       assert.equal(0, #h.requests_for(id))
     end)
 
-    it("a verification that fails within sslhandshake's call: the same failure (rounds of 600 handshakes until some did)", function()
+    -- With nginx and the test server on one core, the server that the
+    -- ClientHello wakes runs before nginx reads: about half the handshakes
+    -- then complete, and fail verification, within sslhandshake's call.
+    local function on_one_core(pids, fn)
+      local status = h.read_file("/proc/" .. pids[1] .. "/status") or ""
+      local allowed = assert(status:match("Cpus_allowed_list:%s*(%S+)"), "no Cpus_allowed_list")
+      local function place(cpus)
+        for _, pid in ipairs(pids) do
+          assert.equal("ok", capture("taskset -a -pc " .. cpus .. " " .. pid .. " >/dev/null && echo ok"))
+        end
+      end
+      place(allowed:match("^%d+"))
+      local ok, err = pcall(fn)
+      place(allowed)
+      if not ok then error(err, 0) end
+    end
+
+    it("a verification that fails within sslhandshake's call: the same failure as any other", function()
       local id = h.fresh_id("sms")
       local function failure(why)
         return "tls 60 ghl: TLS error: TLS handshake: " .. why .. " (GET /conversations/messages/" .. id .. ")"
@@ -689,14 +706,16 @@ describe("ghl.resty in nginx", function()
         { "/tally", https("wrong-name.test"), failure("certificate host mismatch") },
       }
       local at_once = 0
-      for _ = 1, 10 do
-        for _, c in ipairs(cases) do
-          local r = get_json(srv, c[1], fetch_args(id, { base = c[2], times = 300 }))
-          assert.same({ [c[3]] = 300 }, r.seen)
-          at_once = at_once + r.at_once
+      on_one_core({ srv.proc.pid, h.pid }, function()
+        for _ = 1, 10 do -- rounds of 600 handshakes until some took that path
+          for _, c in ipairs(cases) do
+            local r = get_json(srv, c[1], fetch_args(id, { base = c[2], times = 300 }))
+            assert.same({ [c[3]] = 300 }, r.seen)
+            at_once = at_once + r.at_once
+          end
+          if at_once > 0 then break end
         end
-        if at_once > 0 then break end
-      end
+      end)
       assert.is_true(at_once > 0, "no handshake of 6000 completed within the call")
       assert.equal(0, #h.requests_for(id))
     end)
