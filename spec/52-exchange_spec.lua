@@ -34,6 +34,19 @@ end
 
 local OK_MESSAGE = '{"message":{"id":"m1","type":2,"messageType":"TYPE_SMS"},"traceId":"t-1"}'
 
+local function finalizable(fn) -- an object whose finalizer is fn
+  local newproxy = newproxy -- luacheck: ignore
+  if newproxy then -- 5.1, LuaJIT: only userdata have finalizers
+    local u = newproxy(true)
+    getmetatable(u).__gc = fn
+    return u
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
+-- an answer of 300 tables: the collector steps while result() makes them, on every version
+local BIG_BODY = '{"message":{"id":"m1","meta":{"items":[' .. ('{"a":1},'):rep(299) .. '{"a":1}]}}}'
+
 describe("ghl._exchange_call", function()
   it("builds a GET with the client's headers, base_url's prefix and the query", function()
     local ex = ghl._exchange_call("list_messages", opts(), nil, false, "conv_1", { limit = 2, lastMessageId = "a b" })
@@ -284,17 +297,6 @@ describe("ghl._exchange_call", function()
   end)
 
   it("a release from a finalizer that runs inside one of the exchange's methods waits for it to return", function()
-    local newproxy = newproxy -- luacheck: ignore
-    local function finalizable(fn)
-      if newproxy then -- 5.1, LuaJIT: only userdata have finalizers
-        local u = newproxy(true)
-        getmetatable(u).__gc = fn
-        return u
-      end
-      return setmetatable({}, { __gc = fn })
-    end
-    -- an answer of 300 tables: the collector steps while result() makes them, on every version
-    local body = '{"message":{"id":"m1","meta":{"items":[' .. ('{"a":1},'):rep(299) .. '{"a":1}]}}}'
     local inside, deferred, at_once = nil, 0, 0
     local function result(ex) -- nothing is made while inside is set but by the method and the call
       inside = ex
@@ -304,7 +306,7 @@ describe("ghl._exchange_call", function()
     end
     for _ = 1, 20 do
       local ex = ghl._exchange_call("get_message", opts(), nil, false, "m1")
-      answer(ex, "HTTP/1.1 200 OK", body)
+      answer(ex, "HTTP/1.1 200 OK", BIG_BODY)
       assert.is_nil(ex:next_attempt())
       local released = false
       local function arm() -- a finalizer that, run outside a call, leaves another one
@@ -339,18 +341,8 @@ describe("ghl._exchange_call", function()
   end)
 
   it("a raise inside one of its methods leaves an exchange in use: release says so, the collector frees it", function()
-    local newproxy = newproxy -- luacheck: ignore
-    local function finalizable(fn)
-      if newproxy then
-        local u = newproxy(true)
-        getmetatable(u).__gc = fn
-        return u
-      end
-      return setmetatable({}, { __gc = fn })
-    end
-    local body = '{"message":{"id":"m1","meta":{"items":[' .. ('{"a":1},'):rep(299) .. '{"a":1}]}}}'
     local ex = ghl._exchange_call("get_message", opts(), nil, false, "m1")
-    answer(ex, "HTTP/1.1 200 OK", body)
+    answer(ex, "HTTP/1.1 200 OK", BIG_BODY)
     assert.is_nil(ex:next_attempt())
     local inside, ran = false, false
     local function arm()
